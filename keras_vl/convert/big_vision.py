@@ -1,0 +1,160 @@
+"""big_vision checkpoints (flat npz, '/'-joined names) -> keras_vl models."""
+
+import json
+import os
+
+from keras_vl.convert.checkpoint import CheckpointReader, load_npz_checkpoint
+from keras_vl.models.vit.vit_backbone import VIT_VARIANTS, ViTBackbone
+
+
+def _assign_dense(reader, layer, prefix):
+    reader.assign(layer.kernel, f"{prefix}/kernel")
+    reader.assign(layer.bias, f"{prefix}/bias")
+
+
+def _assign_layer_norm(reader, layer, prefix):
+    reader.assign(layer.gamma, f"{prefix}/scale")
+    reader.assign(layer.beta, f"{prefix}/bias")
+
+
+def _assign_attention(reader, attention, prefix):
+    for name in ("query", "key", "value"):
+        _assign_dense(reader, getattr(attention, f"{name}_dense"), f"{prefix}/{name}")
+    _assign_dense(reader, attention.output_dense, f"{prefix}/out")
+
+
+def _assign_mlp(reader, mlp, prefix):
+    _assign_dense(reader, mlp.dense_0, f"{prefix}/Dense_0")
+    _assign_dense(reader, mlp.dense_1, f"{prefix}/Dense_1")
+
+
+def assign_encoder_block(reader, block, prefix):
+    """Loads one `TransformerEncoderBlock` from big_vision names."""
+    _assign_layer_norm(reader, block.norm_0, f"{prefix}/LayerNorm_0")
+    _assign_attention(
+        reader, block.attention, f"{prefix}/MultiHeadDotProductAttention_0"
+    )
+    _assign_layer_norm(reader, block.norm_1, f"{prefix}/LayerNorm_1")
+    _assign_mlp(reader, block.mlp, f"{prefix}/MlpBlock_0")
+
+
+def assign_vit(reader: CheckpointReader, vit: ViTBackbone, prefix: str = ""):
+    """Loads big_vision ViT parameters under `prefix` into `vit`."""
+    p = prefix
+    conv = vit.patch_embedding.projection
+    reader.assign(conv.kernel, f"{p}embedding/kernel")
+    reader.assign(conv.bias, f"{p}embedding/bias")
+    if vit.posemb == "learn":
+        reader.assign(vit.position_embedding.embedding, f"{p}pos_embedding")
+    if vit.class_token is not None:
+        reader.assign(vit.class_token.token, f"{p}cls")
+    for i, block in enumerate(vit.encoder_blocks):
+        assign_encoder_block(reader, block, f"{p}Transformer/encoderblock_{i}")
+    _assign_layer_norm(reader, vit.encoder_norm, f"{p}Transformer/encoder_norm")
+    if vit.map_head is not None:
+        head = vit.map_head
+        reader.assign(head.probe, f"{p}MAPHead_0/probe")
+        _assign_attention(
+            reader, head.attention, f"{p}MAPHead_0/MultiHeadDotProductAttention_0"
+        )
+        _assign_layer_norm(reader, head.norm, f"{p}MAPHead_0/LayerNorm_0")
+        _assign_mlp(reader, head.mlp, f"{p}MAPHead_0/MlpBlock_0")
+    if vit.pre_logits is not None:
+        _assign_dense(reader, vit.pre_logits, f"{p}pre_logits")
+    if vit.head is not None:
+        _assign_dense(reader, vit.head, f"{p}head")
+
+
+# big_vision ViT keyword arguments that keras_vl understands as they are.
+_VIT_KWARGS = (
+    "width",
+    "depth",
+    "mlp_dim",
+    "num_heads",
+    "patch_size",
+    "posemb",
+    "pool_type",
+    "rep_size",
+    "num_classes",
+    "head_zeroinit",
+)
+# Keyword arguments that change nothing at inference.
+_VIT_IGNORED = ("dropout", "scan", "remat_policy", "dtype_mm")
+
+
+def vit_kwargs_from_big_vision(model_kwargs: dict, image_size) -> dict:
+    """Maps big_vision `vit.Model` keyword arguments to `ViTBackbone`'s."""
+    model_kwargs = dict(model_kwargs)
+    variant = model_kwargs.pop("variant", None)
+    unknown = set(model_kwargs) - set(_VIT_KWARGS) - set(_VIT_IGNORED)
+    if unknown:
+        raise ValueError(
+            f"Unsupported big_vision ViT config keys: {sorted(unknown)}."
+        )
+    kwargs = {k: model_kwargs[k] for k in _VIT_KWARGS if k in model_kwargs}
+    if isinstance(kwargs.get("pool_type"), int):
+        kwargs["pool_type"] = str(kwargs["pool_type"])
+    if variant is not None:
+        # big_vision configs may name a size ("B/16") instead of dimensions.
+        name, _, patch = variant.partition("/")
+        if name not in VIT_VARIANTS:
+            raise ValueError(f"Unknown ViT variant {variant!r} in config.")
+        width, depth, mlp_dim, num_heads = VIT_VARIANTS[name]
+        base = dict(
+            width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads
+        )
+        if patch:
+            base["patch_size"] = int(patch)
+        kwargs = {**base, **kwargs}
+    kwargs.setdefault("head_zeroinit", True)
+    return {"image_size": image_size, **kwargs}
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """Reads a model config JSON: the constructor kwargs themselves, or an
+    object with them under `model_kwargs` (the fixtures' form)."""
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    if not isinstance(config, dict):
+        raise ValueError(f"Config {path!r} must hold a JSON object.")
+    return config
+
+
+def convert_vit(
+    checkpoint: str | os.PathLike,
+    config: dict,
+    image_size=None,
+    prefix: str = "",
+) -> ViTBackbone:
+    """Builds a `ViTBackbone` from a big_vision ViT npz checkpoint.
+
+    Args:
+        checkpoint: Path of the flat npz checkpoint.
+        config: big_vision `vit.Model` keyword arguments, optionally under
+            `model_kwargs` next to an `image_size`.
+        image_size: Input resolution; defaults to the config's `image_size`,
+            else 224.
+        prefix: Name prefix of the ViT inside the checkpoint, e.g.
+            `"params/img/"`.
+
+    Returns:
+        The backbone with every checkpoint parameter loaded.
+    """
+    model_kwargs = config.get("model_kwargs", config)
+    model_kwargs = {k: v for k, v in model_kwargs.items() if k != "image_size"}
+    image_size = image_size or config.get("image_size", 224)
+    vit = ViTBackbone(**vit_kwargs_from_big_vision(model_kwargs, image_size))
+    reader = CheckpointReader(
+        load_npz_checkpoint(checkpoint), source=os.fspath(checkpoint)
+    )
+    if not any(k.startswith(prefix) for k in reader.params):
+        stripped = prefix.removeprefix("params/")
+        if stripped != prefix and any(
+            k.startswith(stripped) for k in reader.params
+        ):
+            prefix = stripped
+    reader.ignore("opt/")
+    reader.ignore("chrono/")
+    assign_vit(reader, vit, prefix)
+    reader.finish()
+    return vit

@@ -1,0 +1,293 @@
+"""Vision Transformer backbone (big_vision's `vit.py` semantics)."""
+
+import re
+
+import keras
+from keras_hub.models import Backbone
+
+from keras_vl.layers.class_token import ClassToken
+from keras_vl.layers.map_head import MAPHead
+from keras_vl.layers.patch_embedding import PatchEmbedding
+from keras_vl.layers.position_embedding import POSEMB_TYPES, PositionEmbedding
+from keras_vl.layers.transformer import TransformerEncoderBlock
+
+POOL_TYPES = ("gap", "map", "tok", "0", "none")
+
+# (width, depth, mlp_dim, num_heads) of the named ViT sizes.
+VIT_VARIANTS = {
+    "mu": (32, 1, 128, 2),
+    "Ti": (192, 12, 768, 3),
+    "S": (384, 12, 1536, 6),
+    "M": (512, 12, 2048, 8),
+    "B": (768, 12, 3072, 12),
+    "L": (1024, 24, 4096, 16),
+    "So400m": (1152, 27, 4304, 16),
+    "H": (1280, 32, 5120, 16),
+    "g": (1408, 40, 6144, 16),
+    "e": (1792, 56, 15360, 16),
+}
+
+
+def _pair(value, name):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive int or a pair of positive ints. "
+            f"Received: {name}={value}"
+        )
+    return value
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class ViTBackbone(Backbone):
+    """Vision Transformer, faithful to big_vision's `models/vit.py`.
+
+    Images `[B, H, W, C]` are cut into patches by a strided convolution, a
+    position embedding is added (before any class token), a stack of pre-LN
+    encoder blocks runs, and a final LayerNorm (`encoder_norm`) follows.
+    The tokens are then pooled (`pool_type`), optionally passed through a
+    `tanh` pre-logits layer (`rep_size`) and a linear head (`num_classes`).
+    LayerNorm epsilon is 1e-6 and GELU uses the tanh approximation, as in
+    big_vision, so converted checkpoints reproduce its outputs.
+
+    The model's output is the head's logits when `num_classes` is set, else
+    the pooled (pre-logits) features `[B, D]`, or all tokens `[B, N, D]`
+    with `pool_type="none"`.
+
+    Args:
+        image_size: int or `(height, width)`. Input resolution; must be a
+            multiple of the patch size.
+        patch_size: int or `(height, width)`.
+        width: int. Token width `D`.
+        depth: int. Number of encoder blocks.
+        mlp_dim: int. Hidden width of the MLPs. Defaults to `4 * width`.
+        num_heads: int. Attention heads; must divide `width`.
+        posemb: `"learn"` or `"sincos2d"`.
+        pool_type: `"gap"` (mean of tokens), `"map"` (attention-probe
+            pooling), `"tok"` (a learned class token), `"0"` (first token) or
+            `"none"` (return every token).
+        rep_size: `False`, `True` (= `width`) or an int: width of a
+            `Dense + tanh` pre-logits layer after pooling.
+        num_classes: optional int. Width of a final linear head.
+        head_zeroinit: bool. Initialise the head's kernel and bias to zero
+            (big_vision's default for classifiers; contrastive models use
+            `False`).
+        dropout_rate: float. Dropout on the token input and in every block.
+        num_channels: int. Input channels.
+        dtype: Dtype policy of the layers, e.g. `"mixed_bfloat16"`.
+        **kwargs: Standard `keras_hub.models.Backbone` arguments.
+
+    Example:
+
+    ```python
+    vit = keras_vl.models.ViTBackbone.from_variant(
+        "S/16", image_size=224, pool_type="map"
+    )
+    features = vit(np.zeros((2, 224, 224, 3)))  # (2, 384)
+
+    tiny = keras_vl.models.ViTBackbone(
+        image_size=64, patch_size=16, width=64, depth=2, num_heads=4,
+        num_classes=10, head_zeroinit=False,
+    )
+    tiny.save_to_preset("./tiny_vit")
+    restored = keras_vl.models.ViTBackbone.from_preset("./tiny_vit")
+    ```
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        patch_size=16,
+        width: int = 768,
+        depth: int = 12,
+        mlp_dim: int | None = None,
+        num_heads: int = 12,
+        posemb: str = "learn",
+        pool_type: str = "gap",
+        rep_size: bool | int = False,
+        num_classes: int | None = None,
+        head_zeroinit: bool = True,
+        dropout_rate: float = 0.0,
+        num_channels: int = 3,
+        dtype=None,
+        **kwargs,
+    ):
+        image_size = _pair(image_size, "image_size")
+        patch_size = _pair(patch_size, "patch_size")
+        for size, patch in zip(image_size, patch_size):
+            if size % patch:
+                raise ValueError(
+                    f"`image_size` {image_size} must be a multiple of "
+                    f"`patch_size` {patch_size}."
+                )
+        if pool_type not in POOL_TYPES:
+            raise ValueError(
+                f"`pool_type` must be one of {POOL_TYPES}. "
+                f"Received: pool_type={pool_type!r}"
+            )
+        if posemb not in POSEMB_TYPES:
+            raise ValueError(
+                f"`posemb` must be one of {POSEMB_TYPES}. "
+                f"Received: posemb={posemb!r}"
+            )
+        if width % num_heads:
+            raise ValueError(
+                f"`num_heads` ({num_heads}) must divide `width` ({width})."
+            )
+        mlp_dim = 4 * width if mlp_dim is None else int(mlp_dim)
+        rep_width = width if rep_size is True else int(rep_size or 0)
+
+        # === Layers ===
+        self.patch_embedding = PatchEmbedding(
+            width, patch_size, dtype=dtype, name="embedding"
+        )
+        self.position_embedding = PositionEmbedding(
+            posemb, dtype=dtype, name="pos_embedding"
+        )
+        self.flatten = keras.layers.Reshape((-1, width), dtype=dtype)
+        self.class_token = (
+            ClassToken(dtype=dtype, name="cls") if pool_type == "tok" else None
+        )
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=dtype)
+        self.encoder_blocks = [
+            TransformerEncoderBlock(
+                num_heads,
+                mlp_dim,
+                dropout_rate=dropout_rate,
+                dtype=dtype,
+                name=f"encoderblock_{i}",
+            )
+            for i in range(depth)
+        ]
+        self.encoder_norm = keras.layers.LayerNormalization(
+            epsilon=1e-6, dtype=dtype, name="encoder_norm"
+        )
+        self.map_head = (
+            MAPHead(num_heads, mlp_dim, dtype=dtype, name="MAPHead_0")
+            if pool_type == "map"
+            else None
+        )
+        self.pre_logits = (
+            keras.layers.Dense(
+                rep_width, activation="tanh", dtype=dtype, name="pre_logits"
+            )
+            if rep_width
+            else None
+        )
+        head_init = "zeros" if head_zeroinit else "glorot_uniform"
+        self.head = (
+            keras.layers.Dense(
+                num_classes,
+                kernel_initializer=head_init,
+                dtype=dtype,
+                name="head",
+            )
+            if num_classes
+            else None
+        )
+
+        # === Functional Model ===
+        images = keras.Input(
+            shape=(*image_size, num_channels), name="images"
+        )
+        grid = self.patch_embedding(images)
+        tokens = self.flatten(self.position_embedding(grid))
+        if self.class_token is not None:
+            tokens = self.class_token(tokens)
+        tokens = self.dropout(tokens)
+        for block in self.encoder_blocks:
+            tokens = block(tokens)
+        encoded = self.encoder_norm(tokens)
+        if pool_type == "gap":
+            x = keras.ops.mean(encoded, axis=1)
+        elif pool_type == "map":
+            x = self.map_head(encoded)
+        elif pool_type in ("tok", "0"):
+            x = encoded[:, 0]
+        else:
+            x = encoded
+        if self.pre_logits is not None:
+            x = self.pre_logits(x)
+        if self.head is not None:
+            x = self.head(x)
+        super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.width = width
+        self.depth = depth
+        self.mlp_dim = mlp_dim
+        self.num_heads = num_heads
+        self.posemb = posemb
+        self.pool_type = pool_type
+        self.rep_size = rep_size
+        self.num_classes = num_classes
+        self.head_zeroinit = head_zeroinit
+        self.dropout_rate = dropout_rate
+        self.num_channels = num_channels
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patches along height and width."""
+        return tuple(s // p for s, p in zip(self.image_size, self.patch_size))
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the backbone's output features."""
+        if self.num_classes:
+            return self.num_classes
+        if self.rep_size:
+            return self.width if self.rep_size is True else self.rep_size
+        return self.width
+
+    @classmethod
+    def from_variant(cls, variant: str, **kwargs) -> "ViTBackbone":
+        """Builds a named ViT size, e.g. `"B/16"`, `"So400m/14"`, `"mu/8"`.
+
+        Args:
+            variant: `"<size>/<patch>"` with size one of `mu, Ti, S, M, B, L,
+                So400m, H, g, e`; the patch part may be omitted when
+                `patch_size` is passed.
+            **kwargs: Any other constructor argument (`image_size`,
+                `pool_type`, `num_classes`, ...); explicit values win.
+        """
+        match = re.fullmatch(r"(\w+?)(?:/(\d+))?", str(variant))
+        if not match or match.group(1) not in VIT_VARIANTS:
+            raise ValueError(
+                f"Unknown ViT `variant` {variant!r}. Expected '<size>/<patch>' "
+                f"with size in {sorted(VIT_VARIANTS)}, e.g. 'B/16'."
+            )
+        width, depth, mlp_dim, num_heads = VIT_VARIANTS[match.group(1)]
+        config = dict(
+            width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads
+        )
+        if match.group(2):
+            config["patch_size"] = int(match.group(2))
+        config.update(kwargs)
+        return cls(**config)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "width": self.width,
+                "depth": self.depth,
+                "mlp_dim": self.mlp_dim,
+                "num_heads": self.num_heads,
+                "posemb": self.posemb,
+                "pool_type": self.pool_type,
+                "rep_size": self.rep_size,
+                "num_classes": self.num_classes,
+                "head_zeroinit": self.head_zeroinit,
+                "dropout_rate": self.dropout_rate,
+                "num_channels": self.num_channels,
+            }
+        )
+        return config

@@ -1,0 +1,3 @@
+"""Utilities: text rendering, checkpoint reading."""
+
+__all__ = []

@@ -1,0 +1,60 @@
+"""Shared test helpers.
+
+The backend comes from ``KERAS_BACKEND`` (``make test`` runs the suite once
+per backend). Golden outputs of the reference implementation live in
+``../shared/fixtures`` beside the checkout (override with
+``KERAS_VL_FIXTURES``). Without them the parity tests skip, except under CI
+(``CI`` set), where a missing fixture folder is a failure.
+"""
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(
+    os.environ.get(
+        "KERAS_VL_FIXTURES", REPO_ROOT.parent / "shared" / "fixtures"
+    )
+)
+BIG_VISION = FIXTURES / "big_vision"
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def require_fixtures(subdir: str) -> Path:
+    """Returns ``FIXTURES/big_vision/subdir``, skipping (or failing under CI)
+    when it is missing."""
+    path = BIG_VISION / subdir
+    if not path.is_dir():
+        message = (
+            f"golden fixtures not found at {path}; clone the project next to "
+            "its `shared/` folder or set KERAS_VL_FIXTURES"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def to_numpy(x) -> np.ndarray:
+    return keras.ops.convert_to_numpy(x)
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """Each test starts with a clean Keras session and float32 policy."""
+    keras.config.set_dtype_policy("float32")
+    keras.utils.clear_session()
+    yield
+    keras.config.set_dtype_policy("float32")
