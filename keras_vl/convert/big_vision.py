@@ -4,7 +4,7 @@ import json
 import os
 
 from keras_vl.convert.checkpoint import CheckpointReader, load_npz_checkpoint
-from keras_vl.models.vit.vit_backbone import VIT_VARIANTS, ViTBackbone
+from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 
 def _assign_dense(reader, layer, prefix):
@@ -19,7 +19,9 @@ def _assign_layer_norm(reader, layer, prefix):
 
 def _assign_attention(reader, attention, prefix):
     for name in ("query", "key", "value"):
-        _assign_dense(reader, getattr(attention, f"{name}_dense"), f"{prefix}/{name}")
+        _assign_dense(
+            reader, getattr(attention, f"{name}_dense"), f"{prefix}/{name}"
+        )
     _assign_dense(reader, attention.output_dense, f"{prefix}/out")
 
 
@@ -55,7 +57,9 @@ def assign_vit(reader: CheckpointReader, vit: ViTBackbone, prefix: str = ""):
         head = vit.map_head
         reader.assign(head.probe, f"{p}MAPHead_0/probe")
         _assign_attention(
-            reader, head.attention, f"{p}MAPHead_0/MultiHeadDotProductAttention_0"
+            reader,
+            head.attention,
+            f"{p}MAPHead_0/MultiHeadDotProductAttention_0",
         )
         _assign_layer_norm(reader, head.norm, f"{p}MAPHead_0/LayerNorm_0")
         _assign_mlp(reader, head.mlp, f"{p}MAPHead_0/MlpBlock_0")
@@ -96,16 +100,7 @@ def vit_kwargs_from_big_vision(model_kwargs: dict, image_size) -> dict:
         kwargs["pool_type"] = str(kwargs["pool_type"])
     if variant is not None:
         # big_vision configs may name a size ("B/16") instead of dimensions.
-        name, _, patch = variant.partition("/")
-        if name not in VIT_VARIANTS:
-            raise ValueError(f"Unknown ViT variant {variant!r} in config.")
-        width, depth, mlp_dim, num_heads = VIT_VARIANTS[name]
-        base = dict(
-            width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads
-        )
-        if patch:
-            base["patch_size"] = int(patch)
-        kwargs = {**base, **kwargs}
+        kwargs = {**ViTBackbone.variant_config(variant), **kwargs}
     kwargs.setdefault("head_zeroinit", True)
     return {"image_size": image_size, **kwargs}
 
@@ -158,3 +153,42 @@ def convert_vit(
     assign_vit(reader, vit, prefix)
     reader.finish()
     return vit
+
+
+CONVERTERS = {"vit": convert_vit}
+
+
+def add_arguments(parser) -> None:
+    """Adds the big_vision conversion options to an argparse parser."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        choices=sorted(CONVERTERS),
+        help="which big_vision model the checkpoint holds",
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, help="flat .npz checkpoint"
+    )
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="JSON with the big_vision model kwargs (optionally under "
+        "'model_kwargs', with an 'image_size')",
+    )
+    parser.add_argument("--output", required=True, help="preset directory")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="input resolution (default: the config's, else 224)",
+    )
+
+
+def run(args) -> None:
+    """Converts `args.checkpoint` and writes a keras_vl preset."""
+    config = read_config(args.config)
+    model = CONVERTERS[args.model](
+        args.checkpoint, config, image_size=args.image_size
+    )
+    model.save_to_preset(args.output)
+    print(f"Wrote {args.model} preset to {args.output}")

@@ -57,7 +57,9 @@ class CheckpointReader:
         source: Where the params came from, for error messages.
     """
 
-    def __init__(self, params: dict[str, np.ndarray], source: str = "checkpoint"):
+    def __init__(
+        self, params: dict[str, np.ndarray], source: str = "checkpoint"
+    ):
         self.params = params
         self.source = source
         self.used: set[str] = set()

@@ -15,7 +15,8 @@ class MlpBlock(keras.layers.Layer):
         mlp_dim: int. Hidden width.
         dropout_rate: float. Dropout after the activation (training only).
         kernel_initializer: Initializer of both kernels.
-        bias_initializer: Initializer of both biases.
+        bias_initializer: Initializer of both biases. Defaults to a normal
+            distribution with std 1e-6, as in big_vision.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -31,13 +32,15 @@ class MlpBlock(keras.layers.Layer):
         mlp_dim: int,
         dropout_rate: float = 0.0,
         kernel_initializer="glorot_uniform",
-        bias_initializer=keras.initializers.RandomNormal(stddev=1e-6),
+        bias_initializer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.mlp_dim = int(mlp_dim)
         self.dropout_rate = float(dropout_rate)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if bias_initializer is None:
+            bias_initializer = keras.initializers.RandomNormal(stddev=1e-6)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.dropout = keras.layers.Dropout(
             self.dropout_rate, dtype=self.dtype_policy

@@ -66,7 +66,9 @@ class PatchEmbedding(keras.layers.Layer):
                 "`PatchEmbedding` expects images of rank 4 [B, H, W, C]. "
                 f"Received input shape {input_shape}"
             )
-        for size, patch, axis in zip(input_shape[1:3], self.patch_size, "HW"):
+        for size, patch, axis in zip(
+            input_shape[1:3], self.patch_size, "HW", strict=True
+        ):
             if size is not None and size < patch:
                 raise ValueError(
                     f"Image {axis} ({size}) is smaller than `patch_size` "
@@ -95,4 +97,3 @@ class PatchEmbedding(keras.layers.Layer):
             }
         )
         return config
-

@@ -101,7 +101,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
 
     def call(self, x, attention_mask=None, training=None):
         y = self.norm_0(x)
-        y = self.attention(y, y, attention_mask=attention_mask, training=training)
+        y = self.attention(
+            y, y, attention_mask=attention_mask, training=training
+        )
         x = x + self.dropout(y, training=training)
         y = self.mlp(self.norm_1(x), training=training)
         return x + self.dropout(y, training=training)

@@ -31,7 +31,7 @@ VIT_VARIANTS = {
 def _pair(value, name):
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
-    value = tuple(value)
+    value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
     if len(value) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
     ):
@@ -118,7 +118,7 @@ class ViTBackbone(Backbone):
     ):
         image_size = _pair(image_size, "image_size")
         patch_size = _pair(patch_size, "patch_size")
-        for size, patch in zip(image_size, patch_size):
+        for size, patch in zip(image_size, patch_size, strict=True):
             if size % patch:
                 raise ValueError(
                     f"`image_size` {image_size} must be a multiple of "
@@ -191,9 +191,7 @@ class ViTBackbone(Backbone):
         )
 
         # === Functional Model ===
-        images = keras.Input(
-            shape=(*image_size, num_channels), name="images"
-        )
+        images = keras.Input(shape=(*image_size, num_channels), name="images")
         grid = self.patch_embedding(images)
         tokens = self.flatten(self.position_embedding(grid))
         if self.class_token is not None:
@@ -214,6 +212,7 @@ class ViTBackbone(Backbone):
             x = self.pre_logits(x)
         if self.head is not None:
             x = self.head(x)
+        kwargs.setdefault("name", "vit_backbone")
         super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
 
         # === Config ===
@@ -234,7 +233,10 @@ class ViTBackbone(Backbone):
     @property
     def grid_size(self) -> tuple[int, int]:
         """Patches along height and width."""
-        return tuple(s // p for s, p in zip(self.image_size, self.patch_size))
+        return tuple(
+            s // p
+            for s, p in zip(self.image_size, self.patch_size, strict=True)
+        )
 
     @property
     def output_dim(self) -> int:
@@ -245,16 +247,17 @@ class ViTBackbone(Backbone):
             return self.width if self.rep_size is True else self.rep_size
         return self.width
 
-    @classmethod
-    def from_variant(cls, variant: str, **kwargs) -> "ViTBackbone":
-        """Builds a named ViT size, e.g. `"B/16"`, `"So400m/14"`, `"mu/8"`.
+    @staticmethod
+    def variant_config(variant: str) -> dict:
+        """Constructor arguments of a named size, e.g. `"B/16"`.
 
         Args:
             variant: `"<size>/<patch>"` with size one of `mu, Ti, S, M, B, L,
-                So400m, H, g, e`; the patch part may be omitted when
-                `patch_size` is passed.
-            **kwargs: Any other constructor argument (`image_size`,
-                `pool_type`, `num_classes`, ...); explicit values win.
+                So400m, H, g, e`; the `/<patch>` part may be omitted.
+
+        Returns:
+            A dict with `width`, `depth`, `mlp_dim`, `num_heads` and, when
+            the variant names one, `patch_size`.
         """
         match = re.fullmatch(r"(\w+?)(?:/(\d+))?", str(variant))
         if not match or match.group(1) not in VIT_VARIANTS:
@@ -268,8 +271,18 @@ class ViTBackbone(Backbone):
         )
         if match.group(2):
             config["patch_size"] = int(match.group(2))
-        config.update(kwargs)
-        return cls(**config)
+        return config
+
+    @classmethod
+    def from_variant(cls, variant: str, **kwargs) -> "ViTBackbone":
+        """Builds a named ViT size, e.g. `"B/16"`, `"So400m/14"`, `"mu/8"`.
+
+        Args:
+            variant: See `variant_config`.
+            **kwargs: Any other constructor argument (`image_size`,
+                `pool_type`, `num_classes`, ...); explicit values win.
+        """
+        return cls(**{**cls.variant_config(variant), **kwargs})
 
     def get_config(self):
         config = super().get_config()

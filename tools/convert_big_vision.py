@@ -1,0 +1,24 @@
+"""Converts a big_vision checkpoint (flat npz) into a keras_vl preset.
+
+Usage:
+
+    python tools/convert_big_vision.py --model vit \
+        --checkpoint vit.npz --config config.json --output ./vit_preset
+
+The config JSON holds the big_vision model keyword arguments, either as the
+whole object or under `model_kwargs` (optionally with `image_size`).
+"""
+
+import argparse
+
+from keras_vl.convert import big_vision
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    big_vision.add_arguments(parser)
+    big_vision.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
