@@ -1,0 +1,19 @@
+"""Backend-specific distribution helpers.
+
+The only place in `keras_vl` that branches on the backend for collectives;
+see `keras_vl.distribute.replica` for why JAX and PyTorch need none.
+"""
+
+from keras_vl.distribute.replica import (
+    all_gather,
+    local_batch_offset,
+    num_replicas_in_sync,
+    replica_id,
+)
+
+__all__ = [
+    "all_gather",
+    "local_batch_offset",
+    "num_replicas_in_sync",
+    "replica_id",
+]

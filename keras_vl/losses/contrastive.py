@@ -1,0 +1,396 @@
+"""Contrastive image-text losses over the global batch.
+
+Two losses from the papers this library implements:
+
+* `softmax_contrastive_loss`: CLIP's symmetric cross-entropy (used by
+  CLIPPO, LiT and LIMoE). With logits `L = s * Z_img @ Z_txt^T` over the
+  global batch of `B` pairs,
+  `loss = 1/2 * (CE(L, diag) + CE(L^T, diag))`, averaged over the pairs.
+* `sigmoid_contrastive_loss`: SigLIP's pairwise sigmoid loss. With logits
+  `L = s * Z_img @ Z_txt^T + b` and `y = +1` on the diagonal, `-1` elsewhere,
+  `loss = -1/B * sum_ij log sigmoid(y_ij * L_ij)` (summed over texts,
+  averaged over images).
+
+Both compute in float32 whatever the input dtype (mixed precision), take
+L2-normalised embeddings and an already exponentiated scale (see
+`logit_scale_from_log`), and return a scalar.
+
+Global batch. On JAX (`keras.distribution.DataParallel` included), PyTorch
+and single-replica TensorFlow the embeddings passed in already are the
+global batch. Under a multi-replica `tf.distribute` strategy each replica
+holds only its local rows, so the losses gather every replica's embeddings
+(`keras_vl.distribute.all_gather`, differentiable), score the local rows
+against all columns with labels offset to the replica's position, and
+divide by the *global* batch size. Each replica then returns its share of
+the global loss: the shares sum to the single-device loss on the whole batch
+and their gradients, summed across replicas by the optimizer, equal its
+gradient. This is the scaling Keras' TF trainer expects from
+`compute_loss`: its own `keras.losses.Loss` objects are multiplied by
+`1 / num_replicas` for the same reason, and the trainer multiplies the
+reported loss back by `num_replicas` before averaging it for the logs.
+"""
+
+import math
+from typing import Any
+
+from keras import ops
+
+from keras_vl import distribute
+
+
+def logit_scale_from_log(log_scale: Any, max_scale: float = 100.0) -> Any:
+    """Turns a learnable log-temperature into the logit scale.
+
+    Returns `exp(min(log_scale, log(max_scale)))`. CLIP's temperature
+    diverges without a ceiling; clamping in the forward pass keeps the scale
+    at `max_scale` (and stops the gradient pushing it further) once the
+    parameter crosses it.
+
+    Args:
+        log_scale: Scalar tensor or variable `t` (shape `()` or `(1,)`),
+            e.g. initialised to `log(10)`.
+        max_scale: Upper bound on the returned scale. Defaults to 100.
+
+    Returns:
+        A float32 scalar tensor `s`.
+
+    Example:
+
+    ```python
+    import math
+    from keras_vl.losses import logit_scale_from_log
+
+    logit_scale_from_log(math.log(10.0))  # 10.0
+    logit_scale_from_log(10.0)  # clamped to 100.0
+    ```
+    """
+    if max_scale <= 0:
+        raise ValueError(
+            f"`max_scale` must be positive. Received: max_scale={max_scale}"
+        )
+    log_scale = _as_scalar(log_scale, "log_scale")
+    return ops.exp(ops.minimum(log_scale, math.log(max_scale)))
+
+
+def contrastive_logits(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    logit_scale: Any,
+    logit_bias: Any | None = None,
+) -> Any:
+    """Pairwise image-text logits `s * Z_img @ Z_txt^T (+ b)` in float32.
+
+    No cross-replica gathering: the logits cover exactly the rows given.
+    Useful for metrics, zero-shot classification (texts = class prompts)
+    and retrieval.
+
+    Args:
+        image_embeddings: `[N, D]` tensor (L2-normalised).
+        text_embeddings: `[M, D]` tensor (L2-normalised).
+        logit_scale: Scalar scale `s`, already exponentiated.
+        logit_bias: Optional scalar bias `b` (SigLIP).
+
+    Returns:
+        A float32 `[N, M]` tensor.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import contrastive_logits
+
+    z = np.eye(3, 8, dtype="float32")
+    contrastive_logits(z, z, 10.0)  # 10 * identity
+    ```
+    """
+    image_embeddings = _as_embeddings(image_embeddings, "image_embeddings")
+    text_embeddings = _as_embeddings(text_embeddings, "text_embeddings")
+    _check_same_dim(image_embeddings, text_embeddings)
+    logits = _scaled_similarity(
+        image_embeddings,
+        text_embeddings,
+        _as_scalar(logit_scale, "logit_scale"),
+    )
+    if logit_bias is not None:
+        logits = logits + _as_scalar(logit_bias, "logit_bias")
+    return logits
+
+
+def softmax_contrastive_loss(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    logit_scale: Any,
+) -> Any:
+    """CLIP's symmetric softmax contrastive loss over the global batch.
+
+    `L = s * Z_img @ Z_txt^T`; the loss averages, over the `B` pairs of the
+    global batch, half the cross-entropy of picking the paired text among
+    all texts (rows of `L`) plus half that of picking the paired image among
+    all images (columns of `L`). See the module docstring for what "global"
+    means under `tf.distribute`.
+
+    Args:
+        image_embeddings: `[B, D]` L2-normalised image embeddings. Any float
+            dtype; computation is float32.
+        text_embeddings: `[B, D]` L2-normalised text embeddings; row `i`
+            pairs with image `i`.
+        logit_scale: Scalar scale `s` (shape `()` or `(1,)`), already
+            exponentiated, e.g. `logit_scale_from_log(t)`.
+
+    Returns:
+        A float32 scalar: the mean loss over the global batch (under a
+        multi-replica `tf.distribute` strategy, this replica's share of it).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import softmax_contrastive_loss
+
+    z = np.eye(4, 8, dtype="float32")
+    softmax_contrastive_loss(z, z, logit_scale=10.0)  # ~1.4e-4
+
+    # In a contrastive task's compute_loss, with y_pred a dict of
+    # embeddings and the task owning the log-temperature variable:
+    # loss = softmax_contrastive_loss(
+    #     **y_pred, logit_scale=logit_scale_from_log(self.log_temperature)
+    # )
+    ```
+    """
+    local_img, local_txt, scale = _prepare(
+        image_embeddings, text_embeddings, logit_scale
+    )
+    all_img, all_txt, labels, global_size = _global_batch(local_img, local_txt)
+    # Image -> text: local images against all texts; text -> image: local
+    # texts against all images. Both are the rows of the global L (resp.
+    # L^T) that this replica owns.
+    i2t = _cross_entropy(_scaled_similarity(local_img, all_txt, scale), labels)
+    t2i = _cross_entropy(_scaled_similarity(local_txt, all_img, scale), labels)
+    return 0.5 * (ops.sum(i2t) + ops.sum(t2i)) / global_size
+
+
+def sigmoid_contrastive_loss(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    logit_scale: Any,
+    logit_bias: Any,
+) -> Any:
+    """SigLIP's pairwise sigmoid loss over the global batch.
+
+    `L = s * Z_img @ Z_txt^T + b`; every image-text pair is an independent
+    binary problem, positive on the diagonal. The loss is
+    `-sum_j log sigmoid(y_ij * L_ij)` summed over all texts `j` and averaged
+    over the images `i` of the global batch.
+
+    Args:
+        image_embeddings: `[B, D]` L2-normalised image embeddings. Any float
+            dtype; computation is float32.
+        text_embeddings: `[B, D]` L2-normalised text embeddings; row `i`
+            pairs with image `i`.
+        logit_scale: Scalar scale `s` (shape `()` or `(1,)`), already
+            exponentiated, e.g. `logit_scale_from_log(t)`; SigLIP initialises
+            `t = log(10)`.
+        logit_bias: Scalar bias `b` (shape `()` or `(1,)`); SigLIP
+            initialises it to -10.
+
+    Returns:
+        A float32 scalar: the mean over images of the per-image loss (under a
+        multi-replica `tf.distribute` strategy, this replica's share of it).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import sigmoid_contrastive_loss
+
+    z = np.eye(4, 8, dtype="float32")
+    sigmoid_contrastive_loss(z, z, logit_scale=10.0, logit_bias=-10.0)
+    ```
+    """
+    local_img, local_txt, scale = _prepare(
+        image_embeddings, text_embeddings, logit_scale
+    )
+    bias = _as_scalar(logit_bias, "logit_bias")
+    _, all_txt, labels, global_size = _global_batch(local_img, local_txt)
+    logits = _scaled_similarity(local_img, all_txt, scale) + bias
+    positive = _label_mask(labels, ops.shape(logits)[1])
+    signs = ops.where(positive, 1.0, -1.0)
+    nll = -ops.sum(ops.log_sigmoid(signs * logits))
+    return nll / global_size
+
+
+def image_to_text_accuracy(logits: Any) -> Any:
+    """Fraction of images whose highest-scoring text is their own.
+
+    Args:
+        logits: Square `[B, B]` image-text logits (rows are images), e.g.
+            from `contrastive_logits`. In-batch over the rows given.
+
+    Returns:
+        A float32 scalar in [0, 1].
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import image_to_text_accuracy
+
+    image_to_text_accuracy(np.eye(3))  # 1.0
+    ```
+    """
+    logits = _as_square_logits(logits)
+    return _top1_accuracy(logits, axis=1)
+
+
+def text_to_image_accuracy(logits: Any) -> Any:
+    """Fraction of texts whose highest-scoring image is their own.
+
+    Args:
+        logits: Square `[B, B]` image-text logits (rows are images, columns
+            texts), e.g. from `contrastive_logits`.
+
+    Returns:
+        A float32 scalar in [0, 1].
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import text_to_image_accuracy
+
+    text_to_image_accuracy(np.eye(3))  # 1.0
+    ```
+    """
+    logits = _as_square_logits(logits)
+    return _top1_accuracy(logits, axis=0)
+
+
+def contrastive_accuracy(logits: Any) -> tuple[Any, Any]:
+    """In-batch top-1 retrieval accuracy in both directions.
+
+    Args:
+        logits: Square `[B, B]` image-text logits (rows are images, columns
+            texts), e.g. from `contrastive_logits`.
+
+    Returns:
+        `(image_to_text, text_to_image)` float32 scalars in [0, 1].
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import contrastive_accuracy
+
+    i2t, t2i = contrastive_accuracy(np.array([[2.0, 1.0], [3.0, 0.0]]))
+    # i2t = 0.5: image 1 prefers text 0.
+    # t2i = 0.0: text 0 prefers image 1 and text 1 prefers image 0.
+    ```
+    """
+    logits = _as_square_logits(logits)
+    return _top1_accuracy(logits, axis=1), _top1_accuracy(logits, axis=0)
+
+
+# === Internals ===
+
+
+def _as_embeddings(x: Any, name: str) -> Any:
+    x = ops.convert_to_tensor(x)
+    if len(x.shape) != 2:
+        raise ValueError(
+            f"`{name}` must be a rank-2 tensor [batch, dim]. Received: "
+            f"{name}.shape={tuple(x.shape)}"
+        )
+    # Mixed precision: similarities of unit vectors times a scale of up to
+    # 100 need float32 for a stable log-softmax / log-sigmoid.
+    return ops.cast(x, "float32")
+
+
+def _as_scalar(x: Any, name: str) -> Any:
+    x = ops.cast(ops.convert_to_tensor(x), "float32")
+    shape = tuple(x.shape)
+    if len(shape) > 1 or (len(shape) == 1 and shape[0] not in (1, None)):
+        raise ValueError(
+            f"`{name}` must be a scalar (shape () or (1,)). Received: "
+            f"{name}.shape={tuple(x.shape)}"
+        )
+    return ops.reshape(x, ())
+
+
+def _check_same_dim(image_embeddings: Any, text_embeddings: Any) -> None:
+    d_img, d_txt = image_embeddings.shape[1], text_embeddings.shape[1]
+    if d_img is not None and d_txt is not None and d_img != d_txt:
+        raise ValueError(
+            "`image_embeddings` and `text_embeddings` must have the same "
+            f"embedding dim. Received: image_embeddings.shape="
+            f"{tuple(image_embeddings.shape)}, text_embeddings.shape="
+            f"{tuple(text_embeddings.shape)}"
+        )
+
+
+def _prepare(
+    image_embeddings: Any, text_embeddings: Any, logit_scale: Any
+) -> tuple[Any, Any, Any]:
+    image_embeddings = _as_embeddings(image_embeddings, "image_embeddings")
+    text_embeddings = _as_embeddings(text_embeddings, "text_embeddings")
+    _check_same_dim(image_embeddings, text_embeddings)
+    b_img, b_txt = image_embeddings.shape[0], text_embeddings.shape[0]
+    if b_img is not None and b_txt is not None and b_img != b_txt:
+        raise ValueError(
+            "`image_embeddings` and `text_embeddings` must have the same "
+            "batch size (row i of each is a pair). Received: "
+            f"image_embeddings.shape={tuple(image_embeddings.shape)}, "
+            f"text_embeddings.shape={tuple(text_embeddings.shape)}"
+        )
+    return (
+        image_embeddings,
+        text_embeddings,
+        _as_scalar(logit_scale, "logit_scale"),
+    )
+
+
+def _global_batch(local_img: Any, local_txt: Any) -> tuple[Any, Any, Any, Any]:
+    """Returns all images, all texts, the global column index of each local
+    row's pair, and the global batch size (float32)."""
+    local_size = ops.shape(local_img)[0]
+    if distribute.num_replicas_in_sync() > 1:
+        all_img, all_txt = distribute.all_gather((local_img, local_txt))
+        offset = distribute.local_batch_offset(local_img)
+    else:
+        all_img, all_txt, offset = local_img, local_txt, 0
+    labels = ops.arange(local_size, dtype="int32") + offset
+    global_size = ops.cast(ops.shape(all_img)[0], "float32")
+    return all_img, all_txt, labels, global_size
+
+
+def _scaled_similarity(rows: Any, columns: Any, scale: Any) -> Any:
+    return scale * ops.matmul(rows, ops.transpose(columns))
+
+
+def _label_mask(labels: Any, num_columns: Any) -> Any:
+    """Boolean `[rows, num_columns]`, True at (i, labels[i])."""
+    columns = ops.arange(num_columns, dtype="int32")
+    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(columns, 0))
+
+
+def _cross_entropy(logits: Any, labels: Any) -> Any:
+    """Per-row softmax cross-entropy against integer column labels."""
+    log_probs = ops.log_softmax(logits, axis=1)
+    positive = _label_mask(labels, ops.shape(logits)[1])
+    return -ops.sum(ops.where(positive, log_probs, 0.0), axis=1)
+
+
+def _as_square_logits(logits: Any) -> Any:
+    logits = ops.convert_to_tensor(logits)
+    shape = tuple(logits.shape)
+    if len(shape) != 2 or (None not in shape and shape[0] != shape[1]):
+        raise ValueError(
+            "`logits` must be a square [batch, batch] tensor of image-text "
+            f"logits. Received: logits.shape={shape}"
+        )
+    return logits
+
+
+def _top1_accuracy(logits: Any, axis: int) -> Any:
+    predicted = ops.argmax(logits, axis=axis)
+    target = ops.arange(ops.shape(logits)[0], dtype=predicted.dtype)
+    return ops.mean(ops.cast(ops.equal(predicted, target), "float32"))
