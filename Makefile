@@ -1,0 +1,48 @@
+# Every target creates (or reuses) the local virtual environment .venv from
+# pyproject.toml, so on a fresh clone `make test` alone installs and tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The torch build the suite is tested with; override to pick another one.
+TORCH ?= torch==2.13.0
+BACKENDS ?= jax tensorflow torch
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-slow bench lint clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[jax,tensorflow,torch,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(BIN)/keras-vl demo
+
+# The whole suite once per backend; the first failing backend stops it.
+test: $(STAMP)
+	@set -e; for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend"; \
+		KERAS_BACKEND=$$backend $(BIN)/python -m pytest -m "not slow" \
+			-p no:cacheprovider $(PYTEST_ARGS); \
+	done
+
+test-slow: $(STAMP)
+	@set -e; for backend in $(BACKENDS); do \
+		echo "=== KERAS_BACKEND=$$backend (slow)"; \
+		KERAS_BACKEND=$$backend $(BIN)/python -m pytest -m slow \
+			-p no:cacheprovider $(PYTEST_ARGS) || [ $$? -eq 5 ]; \
+	done
+
+bench: $(STAMP)
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/render.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check keras_vl tools benchmarks tests
+	$(BIN)/ruff format --check keras_vl tools benchmarks tests
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache

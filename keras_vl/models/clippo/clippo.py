@@ -1,0 +1,157 @@
+"""CLIPPO: image-and-language understanding from pixels only.
+
+Tschannen, Mustafa, Houlsby, CVPR 2023. One ViT reads images and text
+rendered as images; trained with the contrastive loss alone.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
+from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
+from keras_vl.models.contrastive import ContrastiveModel
+
+
+def _to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class Clippo(ContrastiveModel):
+    """CLIPPO task: contrastive training and the user API around it.
+
+    `fit` takes dicts of raw pixels and strings (see `ClippoPreprocessor`):
+    image-text pairs, text-text pairs (`image_texts`, the paper's
+    next-sentence recipe), or batches mixing both.
+
+    Args:
+        backbone: A `ClippoBackbone`.
+        preprocessor: A `ClippoPreprocessor`; defaults to one matching the
+            backbone's image size.
+        loss: `"softmax"` (CLIPPO's) or `"sigmoid"`.
+        temperature_init: Initial logit scale (10 in big_vision).
+        **kwargs: See `ContrastiveModel`.
+
+    Example:
+
+    ```python
+    backbone = keras_vl.models.ClippoBackbone.from_variant(
+        "mu/16", image_size=64, out_dim=32
+    )
+    model = keras_vl.models.Clippo(backbone)
+    model.compile()
+    model.fit({"images": images, "texts": captions}, batch_size=64)
+    z_img = model.encode_images(images)  # L2-normalised
+    z_txt = model.encode_texts(["a red circle", "un cercle rouge"])
+    logits = model.similarity(images, ["a red circle", "a blue square"])
+    ```
+    """
+
+    backbone_cls = ClippoBackbone
+    preprocessor_cls = ClippoPreprocessor
+
+    def __init__(
+        self,
+        backbone: ClippoBackbone,
+        preprocessor: ClippoPreprocessor | None = None,
+        loss: str = "softmax",
+        temperature_init: float = 10.0,
+        **kwargs,
+    ):
+        if not isinstance(backbone, ClippoBackbone):
+            raise TypeError(
+                "`backbone` must be a ClippoBackbone. Received: "
+                f"{type(backbone).__name__}"
+            )
+        if preprocessor is None:
+            preprocessor = ClippoPreprocessor(image_size=backbone.image_size)
+        super().__init__(
+            backbone,
+            preprocessor=preprocessor,
+            loss=loss,
+            temperature_init=temperature_init,
+            **kwargs,
+        )
+
+    def encode_images(self, images, preprocessed: bool = False, batch_size=64):
+        """Embeds images.
+
+        Args:
+            images: `[B, H, W, 3]` raw pixels (uint8 or float in `[0, 255]`),
+                resized and normalised by the preprocessor; or, with
+                `preprocessed=True`, model-ready `[B, S, S, 3]` in `[-1, 1]`.
+            preprocessed: Whether `images` are already model-ready.
+            batch_size: Images per forward pass.
+
+        Returns:
+            numpy float32 `[B, out_dim]`, L2-normalised.
+        """
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                "`images` must be a batch of RGB images [B, H, W, 3]. "
+                f"Received shape {images.shape}"
+            )
+        if images.shape[0] == 0:
+            raise ValueError("`images` is empty.")
+        if not preprocessed:
+            images = self._preprocess_images(images)
+        return self._batched(self.backbone.embed_images, images, batch_size)
+
+    def encode_rendered_texts(self, text_images, batch_size=64):
+        """Embeds texts that are already rendered, `[B, S, S, 3]` in
+        `[-1, 1]` (the same path as `encode_images(..., preprocessed=True)`).
+        """
+        return self.encode_images(text_images, True, batch_size)
+
+    def encode_texts(self, texts, batch_size=64):
+        """Embeds strings, rendering them with the model's own renderer.
+
+        Args:
+            texts: A string or a list of strings (any script).
+            batch_size: Texts per forward pass.
+
+        Returns:
+            numpy float32 `[B, out_dim]`, L2-normalised.
+        """
+        if isinstance(texts, str | bytes):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            raise ValueError("`texts` is empty.")
+        if not all(isinstance(t, str | bytes) for t in texts):
+            raise TypeError("`texts` must be strings.")
+        codepoints = self.backbone.text_renderer.codepoints(texts)
+        codepoints = codepoints[:, : self.preprocessor.sequence_length]
+        return self._batched(
+            self.backbone.embed_codepoints, codepoints, batch_size
+        )
+
+    def similarity(self, images, texts, preprocessed: bool = False):
+        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T`, `[B_i, B_t]`.
+
+        Args:
+            images: Images as for `encode_images`.
+            texts: Strings as for `encode_texts`.
+            preprocessed: Whether `images` are already model-ready.
+        """
+        return _to_numpy(
+            self.logits(
+                self.encode_images(images, preprocessed),
+                self.encode_texts(texts),
+            )
+        )
+
+    def _preprocess_images(self, images):
+        dummy_texts = [""] * len(images)
+        inputs = self.preprocessor({"images": images, "texts": dummy_texts})
+        return _to_numpy(inputs["images"])
+
+    @staticmethod
+    def _batched(fn, inputs, batch_size):
+        outputs = [
+            _to_numpy(fn(ops.convert_to_tensor(inputs[i : i + batch_size])))
+            for i in range(0, len(inputs), batch_size)
+        ]
+        return np.concatenate(outputs, axis=0)

@@ -1,0 +1,150 @@
+"""Raw CLIPPO inputs (pixels, strings) -> ClippoBackbone inputs."""
+
+import keras
+from keras_hub.models import Preprocessor
+from keras_hub.src.utils.tensor_utils import preprocessing_function
+
+try:
+    import tensorflow as tf
+except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
+    tf = None
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class ClippoPreprocessor(Preprocessor):
+    """Turns raw image-text pairs into `ClippoBackbone` inputs.
+
+    Images (uint8, or float in `[0, 255]`, `[B, H, W, 3]`) are resized to
+    `image_size` (antialiased bilinear; skipped when the size already
+    matches) and mapped to `[-1, 1]` by `v / 255 * 2 - 1`. Strings are decoded
+    from UTF-8 into code points (invalid bytes become U+FFFD), cut to
+    `sequence_length` and padded with -1; the backbone renders them. Runs in
+    `tf.data` pipelines and eagerly on numpy batches.
+
+    Input dict keys:
+        texts: strings `[B]` (required).
+        images: pixels `[B, H, W, 3]`; optional when every example is a
+            text-text pair.
+        image_texts: strings `[B]` rendered in place of the image (text-text
+            pairs, e.g. consecutive sentences); an empty string keeps that
+            example's image, so one batch can mix both kinds.
+
+    Args:
+        image_size: Side of the model's square input.
+        sequence_length: Code points kept per string. Defaults to 768 (the
+            renderer's `max_chars`, which is exact for any string); a
+            smaller value saves work when texts are short. Strings longer
+            than this are cut.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    ```python
+    preprocessor = keras_vl.models.ClippoPreprocessor(image_size=224)
+    x = preprocessor({"images": uint8_images, "texts": ["a cat", "a dog"]})
+    ```
+    """
+
+    def __init__(
+        self, image_size: int = 224, sequence_length: int = 768, **kwargs
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("image_size", image_size),
+            ("sequence_length", sequence_length),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"`{name}` must be an int. Received: {value!r}")
+            if value < 1:
+                raise ValueError(f"`{name}` must be >= 1. Received: {value}")
+        self._image_size = image_size
+        self.sequence_length = sequence_length
+
+    @property
+    def image_size(self) -> int:
+        """Side of the model's square input."""
+        return self._image_size
+
+    @preprocessing_function
+    def call(self, x, y=None, sample_weight=None):
+        if not isinstance(x, dict) or "texts" not in x:
+            raise ValueError(
+                "`ClippoPreprocessor` expects a dict with a 'texts' entry "
+                "(and 'images' and/or 'image_texts'). Received: "
+                f"{type(x).__name__}"
+                + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
+            )
+        unknown = set(x) - {"texts", "images", "image_texts"}
+        if unknown:
+            raise ValueError(
+                f"Unexpected input keys {sorted(unknown)}; expected 'texts', "
+                "'images', 'image_texts'."
+            )
+        texts = self._codepoints(x["texts"], "texts")
+        batch_size = tf.shape(texts)[0]
+        if "image_texts" in x:
+            image_texts = self._codepoints(x["image_texts"], "image_texts")
+        else:
+            image_texts = tf.fill([batch_size, 1], -1)
+        if "images" in x:
+            images = self._images(x["images"])
+        elif "image_texts" in x:
+            size = self.image_size
+            images = tf.zeros([batch_size, size, size, 3], "float32")
+        else:
+            raise ValueError(
+                "Pass 'images' (image-text pairs) or 'image_texts' "
+                "(text-text pairs) next to 'texts'."
+            )
+        tf.debugging.assert_equal(
+            tf.shape(images)[0],
+            batch_size,
+            message="'images' and 'texts' must have the same batch size",
+        )
+        outputs = {"images": images, "texts": texts, "image_texts": image_texts}
+        return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
+
+    def _codepoints(self, texts, name):
+        texts = tf.convert_to_tensor(texts)
+        if texts.dtype != tf.string:
+            raise TypeError(
+                f"'{name}' must be strings. Received dtype {texts.dtype.name}"
+            )
+        if texts.shape.rank != 1:
+            raise ValueError(
+                f"'{name}' must be a batch of strings (rank 1). Received "
+                f"shape {texts.shape}"
+            )
+        codepoints = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
+        codepoints = codepoints[:, : self.sequence_length]
+        # Pad to a fixed length so compiled steps keep one shape.
+        return codepoints.to_tensor(
+            default_value=-1, shape=[None, self.sequence_length]
+        )
+
+    def _images(self, images):
+        images = tf.convert_to_tensor(images)
+        if images.shape.rank != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                "'images' must be a batch of RGB images [B, H, W, 3]. "
+                f"Received shape {images.shape}"
+            )
+        if not (images.dtype.is_floating or images.dtype.is_integer):
+            raise TypeError(
+                f"'images' must be numeric. Received dtype {images.dtype.name}"
+            )
+        images = tf.cast(images, "float32")
+        size = self.image_size
+        if tuple(images.shape[1:3]) != (size, size):
+            images = tf.image.resize(images, (size, size), antialias=True)
+        return images * (2.0 / 255.0) - 1.0
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "image_size": self.image_size,
+                "sequence_length": self.sequence_length,
+            }
+        )
+        return config

@@ -1,0 +1,192 @@
+"""The contrastive Task base shared by CLIPPO, LiT and LIMoE."""
+
+import math
+
+import keras
+from keras import ops
+from keras_hub.models import Task
+
+from keras_vl.losses import (
+    contrastive_accuracy,
+    contrastive_logits,
+    logit_scale_from_log,
+    sigmoid_contrastive_loss,
+    softmax_contrastive_loss,
+)
+
+LOSS_TYPES = ("softmax", "sigmoid")
+
+
+class ContrastiveModel(Task):
+    """A task that trains paired image/text embeddings contrastively.
+
+    Subclasses pass a backbone whose output is a dict with L2-normalised
+    `"image_embeddings"` and `"text_embeddings"` of the same batch size (row
+    `i` of each is a pair). This base owns what every contrastive model
+    shares:
+
+    - the learnable log-temperature `t` (logit scale `exp(t)`, clamped at
+      `max_logit_scale`) and, for the sigmoid loss, the bias `b`;
+    - `compute_loss`: the softmax (CLIP) or sigmoid (SigLIP) loss over the
+      *global* batch (see `keras_vl.losses`), plus the model's own
+      `self.losses` (e.g. mixture-of-experts auxiliary losses);
+    - in-batch image->text and text->image top-1 accuracy shown by `fit`;
+    - `compile()` defaults (AdamW, weight decay, gradient clipping), so
+      `model.compile(); model.fit(dataset)` just works.
+
+    Args:
+        backbone: The backbone (a functional `keras_hub` Backbone).
+        preprocessor: Optional preprocessor run on raw inputs by
+            `fit`/`predict`/`evaluate`.
+        loss: `"softmax"` (CLIP) or `"sigmoid"` (SigLIP).
+        temperature_init: Initial logit scale `exp(t)` (10 in big_vision).
+        bias_init: Initial sigmoid bias `b`; defaults to -10 for the sigmoid
+            loss, and is unused (no bias variable) for softmax.
+        max_logit_scale: Ceiling of `exp(t)`; 100 as in CLIP.
+        **kwargs: Standard `keras_hub.models.Task` arguments.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        preprocessor=None,
+        loss: str = "softmax",
+        temperature_init: float = 10.0,
+        bias_init: float | None = None,
+        max_logit_scale: float = 100.0,
+        **kwargs,
+    ):
+        if loss not in LOSS_TYPES:
+            raise ValueError(
+                f"`loss` must be one of {LOSS_TYPES}. Received: loss={loss!r}"
+            )
+        if temperature_init <= 0:
+            raise ValueError(
+                "`temperature_init` must be positive. Received: "
+                f"temperature_init={temperature_init}"
+            )
+        if loss == "sigmoid" and bias_init is None:
+            bias_init = -10.0
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional Model ===
+        inputs = backbone.input
+        outputs = backbone(inputs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Variables ===
+        self.log_temperature = self.add_weight(
+            name="t",
+            shape=(1,),
+            initializer=keras.initializers.Constant(math.log(temperature_init)),
+            dtype="float32",
+        )
+        self.logit_bias = (
+            self.add_weight(
+                name="b",
+                shape=(1,),
+                initializer=keras.initializers.Constant(bias_init),
+                dtype="float32",
+            )
+            if loss == "sigmoid"
+            else None
+        )
+        self.image_to_text_accuracy = keras.metrics.Mean(name="i2t_accuracy")
+        self.text_to_image_accuracy = keras.metrics.Mean(name="t2i_accuracy")
+
+        # === Config ===
+        self.loss_type = loss
+        self.temperature_init = temperature_init
+        self.bias_init = bias_init
+        self.max_logit_scale = max_logit_scale
+
+    @property
+    def logit_scale(self):
+        """`exp(t)`, clamped at `max_logit_scale`."""
+        return logit_scale_from_log(self.log_temperature, self.max_logit_scale)
+
+    def logits(self, image_embeddings, text_embeddings):
+        """`exp(t) * Z_img @ Z_txt^T (+ b)` for embeddings of this model."""
+        return contrastive_logits(
+            image_embeddings,
+            text_embeddings,
+            self.logit_scale,
+            self.logit_bias,
+        )
+
+    def compile(
+        self,
+        optimizer="auto",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        global_clipnorm: float = 1.0,
+        **kwargs,
+    ):
+        """Configures training; `compile()` alone gives sensible defaults.
+
+        Args:
+            optimizer: `"auto"` for `AdamW(learning_rate, weight_decay,
+                global_clipnorm)`, or any Keras optimizer.
+            learning_rate: Learning rate of the `"auto"` optimizer.
+            weight_decay: Decoupled weight decay of the `"auto"` optimizer.
+            global_clipnorm: Gradient clipping of the `"auto"` optimizer.
+            **kwargs: Other `keras.Model.compile` arguments. The contrastive
+                loss is built in; a `loss` given here is added to it.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                global_clipnorm=global_clipnorm,
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        image_embeddings = y_pred["image_embeddings"]
+        text_embeddings = y_pred["text_embeddings"]
+        if self.loss_type == "softmax":
+            loss = softmax_contrastive_loss(
+                image_embeddings, text_embeddings, self.logit_scale
+            )
+        else:
+            loss = sigmoid_contrastive_loss(
+                image_embeddings,
+                text_embeddings,
+                self.logit_scale,
+                self.logit_bias,
+            )
+        # In-batch accuracies, on this replica's rows.
+        i2t, t2i = contrastive_accuracy(
+            self.logits(image_embeddings, text_embeddings)
+        )
+        self.image_to_text_accuracy.update_state(i2t)
+        self.text_to_image_accuracy.update_state(t2i)
+        # The compiled loss (if any) and `self.losses` (auxiliary losses),
+        # aggregated (and scaled for tf.distribute) by Keras itself.
+        if self._compile_loss is None and not self.losses:
+            return loss
+        extra = super().compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+        return loss + ops.cast(extra, loss.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "loss": self.loss_type,
+                "temperature_init": self.temperature_init,
+                "bias_init": self.bias_init,
+                "max_logit_scale": self.max_logit_scale,
+            }
+        )
+        return config
