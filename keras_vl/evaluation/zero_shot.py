@@ -1,0 +1,226 @@
+"""Zero-shot image classification with any contrastive image-text model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+
+class ZeroShotClassifier:
+    """Classifies images by similarity to embedded class descriptions.
+
+    Works with any model of the library that offers
+    `encode_images(images) -> [N, D]` and `encode_texts(texts) -> [N, D]`
+    returning L2-normalised embeddings (CLIPPO, LiT, LIMoE), on every backend.
+    As in CLIP, each class is embedded once from every prompt template
+    (``template.format(class_name)``); a class's embeddings are averaged over
+    the templates and re-normalised, and an image is scored by its cosine
+    similarity (dot product) to each class embedding.
+
+    Args:
+        model: the contrastive model, with `encode_images` and `encode_texts`.
+        class_names: the names of the classes, in label order (label `i` is
+            `class_names[i]`).
+        templates: prompt format strings, each with one ``{}`` for the class
+            name, e.g. ``("a photo of a {}.", "a {}.")``.
+        batch_size: int. Images and prompts are encoded this many at a time.
+
+    Example:
+
+    ```python
+    from keras_vl.data import ShapesDataset
+    from keras_vl.evaluation import ZeroShotClassifier
+
+    ds = ShapesDataset()
+    classifier = ZeroShotClassifier(
+        model, ds.class_names, templates=ds.prompt_templates
+    )
+    test = ds.sample(1000, split="held_out", seed=1)
+    classifier.evaluate(test["images"], test["labels"])
+    # {"top1": 0.93, "top5": 1.0}
+    ```
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        class_names: Sequence[str],
+        templates: Sequence[str] = ("{}",),
+        batch_size: int = 256,
+    ):
+        for method in ("encode_images", "encode_texts"):
+            if not callable(getattr(model, method, None)):
+                raise TypeError(
+                    f"`model` must have an `{method}` method, got "
+                    f"{type(model).__name__}."
+                )
+        class_names = _check_strings(class_names, "class_names")
+        templates = _check_strings(templates, "templates")
+        for template in templates:
+            try:
+                filled = template.format("\0")
+            except (IndexError, KeyError, ValueError):
+                filled = ""
+            if filled.count("\0") != 1:
+                raise ValueError(
+                    "`templates` must be format strings with exactly one "
+                    f"'{{}}' for the class name, got {template!r}."
+                )
+        _check_batch_size(batch_size)
+        self.model = model
+        self.class_names = class_names
+        self.templates = templates
+        self.batch_size = int(batch_size)
+        self.class_embeddings = self._embed_classes()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes."""
+        return len(self.class_names)
+
+    def logits(self, images: Any) -> np.ndarray:
+        """Cosine similarities of images to classes, float32 ``[N, C]``.
+
+        Args:
+            images: a batch of images in whatever form the model's
+                `encode_images` takes (e.g. uint8 or float ``[N, H, W, 3]``);
+                encoded `batch_size` at a time.
+        """
+        embeddings = _encode_batched(
+            self.model.encode_images, images, self.batch_size, "images"
+        )
+        if len(embeddings) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        if embeddings.shape[1] != self.class_embeddings.shape[1]:
+            raise ValueError(
+                f"`model.encode_images` returned {embeddings.shape[1]}-dim "
+                "embeddings but `model.encode_texts` returned "
+                f"{self.class_embeddings.shape[1]}-dim ones."
+            )
+        return embeddings @ self.class_embeddings.T
+
+    def predict(self, images: Any) -> np.ndarray:
+        """Predicted class ids, int64 ``[N]`` (see `logits` for `images`)."""
+        return np.argmax(self.logits(images), axis=-1)
+
+    def evaluate(
+        self, images: Any, labels: Any, ks: Sequence[int] = (1, 5)
+    ) -> dict[str, float]:
+        """Top-k accuracies on labelled images.
+
+        Args:
+            images: images, as for `logits`.
+            labels: int class ids ``[N]``, indices into `class_names`.
+            ks: the k of the top-k accuracies. A k is reported only when it
+                is smaller than the number of classes (at k >= C every
+                prediction is right).
+
+        Returns:
+            A dict ``{"top1": float, "top5": float, ...}``. Ties count
+            against the true class: it must score strictly higher than all
+            but k - 1 others.
+        """
+        labels = np.asarray(keras.ops.convert_to_numpy(labels))
+        if labels.size == 0:
+            raise ValueError("`images` and `labels` must not be empty.")
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"`labels` must be a 1-D array of int class ids, got shape "
+                f"{labels.shape} and dtype {labels.dtype}."
+            )
+        if labels.size and (
+            labels.min() < 0 or labels.max() >= self.num_classes
+        ):
+            raise ValueError(
+                f"`labels` must be class ids in [0, {self.num_classes}), got "
+                f"values in [{labels.min()}, {labels.max()}]."
+            )
+        ks = [int(k) for k in ks]
+        if any(k < 1 for k in ks):
+            raise ValueError(f"`ks` must be positive ints, got {ks}.")
+        num_images = _length(images, "images")
+        if len(labels) != num_images:
+            raise ValueError(
+                f"`labels` has {len(labels)} entries but `images` has "
+                f"{num_images}; they must match."
+            )
+        logits = self.logits(images)
+        true = logits[np.arange(len(labels)), labels]
+        # Rank of the true class: how many classes score at least as high,
+        # itself excluded.
+        rank = np.sum(logits >= true[:, None], axis=-1) - 1
+        return {
+            f"top{k}": float(np.mean(rank < k))
+            for k in ks
+            if k < self.num_classes
+        }
+
+    def _embed_classes(self) -> np.ndarray:
+        texts = [
+            t.format(name) for name in self.class_names for t in self.templates
+        ]
+        embeddings = _encode_batched(
+            self.model.encode_texts, texts, self.batch_size, "texts"
+        )
+        embeddings = embeddings.reshape(
+            self.num_classes, len(self.templates), -1
+        ).mean(axis=1)
+        norm = np.linalg.norm(embeddings, axis=-1, keepdims=True)
+        # Averaging shrinks the norm; re-normalise so scores are cosines.
+        return embeddings / np.maximum(norm, 1e-12)
+
+
+def _encode_batched(
+    encode: Callable[[Any], Any], inputs: Any, batch_size: int, name: str
+) -> np.ndarray:
+    """Calls `encode` on slices of `inputs`, concatenated as float32 numpy."""
+    count = _length(inputs, name)
+    outputs = []
+    for start in range(0, count, batch_size):
+        part = inputs[start : start + batch_size]
+        out = np.asarray(keras.ops.convert_to_numpy(encode(part)), np.float32)
+        expected = min(batch_size, count - start)
+        if out.ndim != 2 or out.shape[0] != expected:
+            raise ValueError(
+                f"the model's encoder returned shape {out.shape} for "
+                f"{expected} {name}; expected [{expected}, dim]."
+            )
+        outputs.append(out)
+    if not outputs:
+        return np.zeros((0, 0), np.float32)
+    return np.concatenate(outputs, axis=0)
+
+
+def _length(inputs: Any, name: str) -> int:
+    try:
+        return len(inputs)
+    except TypeError as error:
+        raise TypeError(
+            f"`{name}` must be a sized batch (array or list), got "
+            f"{type(inputs).__name__}."
+        ) from error
+
+
+def _check_strings(values: Any, name: str) -> list[str]:
+    if isinstance(values, str):
+        raise ValueError(
+            f"`{name}` must be a list of strings, not a single string "
+            f"({values!r})."
+        )
+    values = list(values)
+    if not values:
+        raise ValueError(f"`{name}` must not be empty.")
+    bad = [v for v in values if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"`{name}` must contain only strings, got {bad[0]!r}.")
+    return values
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be an int >= 1, got {batch_size!r}."
+        )
