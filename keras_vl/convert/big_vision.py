@@ -115,6 +115,17 @@ def read_config(path: str | os.PathLike) -> dict:
     return config
 
 
+def _open_checkpoint(checkpoint) -> CheckpointReader:
+    reader = CheckpointReader(
+        load_npz_checkpoint(checkpoint), source=os.fspath(checkpoint)
+    )
+    # Optimizer state and timers of training checkpoints are not model
+    # parameters.
+    reader.ignore("opt/")
+    reader.ignore("chrono/")
+    return reader
+
+
 def convert_vit(
     checkpoint: str | os.PathLike,
     config: dict,
@@ -139,23 +150,72 @@ def convert_vit(
     model_kwargs = {k: v for k, v in model_kwargs.items() if k != "image_size"}
     image_size = image_size or config.get("image_size", 224)
     vit = ViTBackbone(**vit_kwargs_from_big_vision(model_kwargs, image_size))
-    reader = CheckpointReader(
-        load_npz_checkpoint(checkpoint), source=os.fspath(checkpoint)
-    )
+    reader = _open_checkpoint(checkpoint)
     if not any(k.startswith(prefix) for k in reader.params):
         stripped = prefix.removeprefix("params/")
         if stripped != prefix and any(
             k.startswith(stripped) for k in reader.params
         ):
             prefix = stripped
-    reader.ignore("opt/")
-    reader.ignore("chrono/")
     assign_vit(reader, vit, prefix)
     reader.finish()
     return vit
 
 
-CONVERTERS = {"vit": convert_vit}
+def convert_clippo(
+    checkpoint: str | os.PathLike,
+    config: dict,
+    image_size=None,
+    sequence_length: int = 768,
+):
+    """Builds a `Clippo` task from a big_vision CLIPPO npz checkpoint.
+
+    Args:
+        checkpoint: Flat npz with `params/img/...` and `params/t` (extra
+            `opt/` and `chrono/` entries of training checkpoints are
+            skipped).
+        config: big_vision `one_tower.Model` keyword arguments (`image`,
+            `out_dim`, ...), optionally under `model_kwargs`.
+        image_size: Resolution of images and rendered texts (default: the
+            config's `image_size`, else 224, the released models').
+        sequence_length: Code points per text kept by the preprocessor.
+
+    Returns:
+        The `Clippo` task with every checkpoint parameter loaded.
+    """
+    from keras_vl.layers.text_renderer import TextRenderer
+    from keras_vl.models.clippo.clippo import Clippo
+    from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
+    from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
+
+    model_kwargs = dict(config.get("model_kwargs", config))
+    if model_kwargs.get("image_model", "vit") != "vit":
+        raise ValueError(
+            "Only ViT CLIPPO models are supported. Received: "
+            f"image_model={model_kwargs['image_model']!r}"
+        )
+    image_size = int(image_size or config.get("image_size", 224))
+    vit_config = {
+        **model_kwargs.get("image", {}),
+        "num_classes": model_kwargs.get("out_dim"),
+    }
+    vit_config.setdefault("pool_type", "map")
+    vit_config["head_zeroinit"] = False
+    vit = ViTBackbone(**vit_kwargs_from_big_vision(vit_config, image_size))
+    backbone = ClippoBackbone(vit, TextRenderer(image_size=image_size))
+    model = Clippo(
+        backbone,
+        ClippoPreprocessor(image_size, sequence_length=sequence_length),
+        temperature_init=float(model_kwargs.get("temperature_init", 10.0)),
+    )
+    reader = _open_checkpoint(checkpoint)
+    assign_vit(reader, vit, "params/img/")
+    reader.assign(model.log_temperature, "params/t")
+    reader.finish()
+    return model
+
+
+CONVERTERS = {"vit": convert_vit, "clippo": convert_clippo}
 
 
 def add_arguments(parser) -> None:

@@ -96,13 +96,24 @@ class ClippoPreprocessor(Preprocessor):
                 "Pass 'images' (image-text pairs) or 'image_texts' "
                 "(text-text pairs) next to 'texts'."
             )
-        tf.debugging.assert_equal(
-            tf.shape(images)[0],
-            batch_size,
-            message="'images' and 'texts' must have the same batch size",
-        )
+        self._check_batch_sizes(images, texts)
         outputs = {"images": images, "texts": texts, "image_texts": image_texts}
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
+
+    @staticmethod
+    def _check_batch_sizes(images, texts):
+        message = "'images' and 'texts' must have the same batch size"
+        n_images, n_texts = images.shape[0], texts.shape[0]
+        if n_images is not None and n_texts is not None:
+            if n_images != n_texts:
+                raise ValueError(
+                    f"{message}. Received {n_images} images and {n_texts} "
+                    "texts."
+                )
+        else:  # Inside tf.data the sizes are only known at run time.
+            tf.debugging.assert_equal(
+                tf.shape(images)[0], tf.shape(texts)[0], message=message
+            )
 
     def _codepoints(self, texts, name):
         texts = tf.convert_to_tensor(texts)

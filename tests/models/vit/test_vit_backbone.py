@@ -14,15 +14,22 @@ TINY = dict(
 
 
 def random_images(batch=2, size=32, seed=0):
-    return np.random.default_rng(seed).standard_normal(
-        (batch, size, size, 3)
-    ).astype("float32")
+    return (
+        np.random.default_rng(seed)
+        .standard_normal((batch, size, size, 3))
+        .astype("float32")
+    )
 
 
 @pytest.mark.parametrize(
     "pool_type, expected_shape",
-    [("gap", (2, 32)), ("map", (2, 32)), ("tok", (2, 32)), ("0", (2, 32)),
-     ("none", (2, 16, 32))],
+    [
+        ("gap", (2, 32)),
+        ("map", (2, 32)),
+        ("tok", (2, 32)),
+        ("0", (2, 32)),
+        ("none", (2, 16, 32)),
+    ],
 )
 def test_pooling_output_shapes(pool_type, expected_shape):
     vit = ViTBackbone(**TINY, pool_type=pool_type)
@@ -66,7 +73,10 @@ def test_variant_table(variant):
     config = ViTBackbone.variant_config(f"{variant}/14")
     width, depth, mlp_dim, heads = VIT_VARIANTS[variant]
     assert config == dict(
-        width=width, depth=depth, mlp_dim=mlp_dim, num_heads=heads,
+        width=width,
+        depth=depth,
+        mlp_dim=mlp_dim,
+        num_heads=heads,
         patch_size=14,
     )
     assert width % heads == 0
@@ -75,7 +85,10 @@ def test_variant_table(variant):
 def test_from_variant_builds_published_sizes():
     vit = ViTBackbone.from_variant("mu/8", image_size=32)
     assert (vit.width, vit.depth, vit.mlp_dim, vit.num_heads) == (
-        32, 1, 128, 2,
+        32,
+        1,
+        128,
+        2,
     )
     # ViT-Ti/16 at 224 px: 5.5M parameters without a head, as published.
     ti = ViTBackbone.from_variant("Ti/16", image_size=224)
@@ -114,8 +127,13 @@ def test_bad_images():
 
 def test_get_config_round_trip():
     vit = ViTBackbone(
-        **TINY, pool_type="tok", rep_size=True, num_classes=3,
-        head_zeroinit=False, posemb="sincos2d", dropout_rate=0.1,
+        **TINY,
+        pool_type="tok",
+        rep_size=True,
+        num_classes=3,
+        head_zeroinit=False,
+        posemb="sincos2d",
+        dropout_rate=0.1,
     )
     clone = ViTBackbone.from_config(vit.get_config())
     assert clone.get_config() == vit.get_config()
@@ -123,8 +141,9 @@ def test_get_config_round_trip():
 
 
 def test_preset_round_trip(tmp_path):
-    vit = ViTBackbone(**TINY, pool_type="map", num_classes=4,
-                      head_zeroinit=False)
+    vit = ViTBackbone(
+        **TINY, pool_type="map", num_classes=4, head_zeroinit=False
+    )
     images = random_images()
     vit.save_to_preset(str(tmp_path / "vit"))
     restored = ViTBackbone.from_preset(str(tmp_path / "vit"))
@@ -140,17 +159,24 @@ def test_preset_round_trip(tmp_path):
 
 
 def test_mixed_bfloat16_close_to_float32():
-    vit = ViTBackbone(**TINY, pool_type="map", num_classes=4,
-                      head_zeroinit=False)
-    mixed = ViTBackbone(**TINY, pool_type="map", num_classes=4,
-                        head_zeroinit=False, dtype="mixed_bfloat16")
+    vit = ViTBackbone(
+        **TINY, pool_type="map", num_classes=4, head_zeroinit=False
+    )
+    mixed = ViTBackbone(
+        **TINY,
+        pool_type="map",
+        num_classes=4,
+        head_zeroinit=False,
+        dtype="mixed_bfloat16",
+    )
     mixed.set_weights(vit.get_weights())
     images = random_images()
     assert all(w.dtype == "float32" for w in mixed.weights)
     out = mixed(images)
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
     np.testing.assert_allclose(
-        to_numpy(keras.ops.cast(out, "float32")), to_numpy(vit(images)),
+        to_numpy(keras.ops.cast(out, "float32")),
+        to_numpy(vit(images)),
         atol=0.1,
     )
 

@@ -1,0 +1,244 @@
+"""CLIPPO: fixture parity, user API, fit and preset round trip."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import load_npz, require_fixtures, to_numpy
+
+from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.models import (
+    Clippo,
+    ClippoBackbone,
+    ClippoPreprocessor,
+    ViTBackbone,
+)
+from tools import convert_big_vision
+
+TOLERANCE = 1e-4
+
+
+def tiny_clippo(loss="softmax", image_size=32, sequence_length=24):
+    vit = ViTBackbone(
+        image_size=image_size,
+        patch_size=16,
+        width=32,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+        pool_type="map",
+        num_classes=16,
+        head_zeroinit=False,
+    )
+    backbone = ClippoBackbone(vit, TextRenderer(image_size=image_size))
+    preprocessor = ClippoPreprocessor(image_size, sequence_length)
+    return Clippo(backbone, preprocessor, loss=loss)
+
+
+def pixel_batch(batch=4, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+
+
+CAPTIONS = ["a red circle", "Ein blaues Quadrat", "un triangle vert", "星"]
+
+
+@pytest.fixture(scope="module")
+def converted_fixture(tmp_path_factory):
+    root = require_fixtures("clippo")
+    out = tmp_path_factory.mktemp("clippo") / "preset"
+    convert_big_vision.main(
+        [
+            "--model",
+            "clippo",
+            "--checkpoint",
+            str(root / "params.npz"),
+            "--config",
+            str(root / "config.json"),
+            "--output",
+            str(out),
+            "--image-size",
+            "64",
+        ]
+    )
+    return root, out
+
+
+def test_fixture_parity(converted_fixture):
+    root, preset = converted_fixture
+    model = Clippo.from_preset(str(preset))
+    io = load_npz(root / "io.npz")
+    texts = json.loads((root / "texts.json").read_text())
+
+    # The renderer inside the model reproduces big_vision's text images.
+    renderer = model.backbone.text_renderer
+    rendered = to_numpy(renderer(renderer.codepoints(texts)))
+    np.testing.assert_array_equal(rendered[..., 0], io["text_images_uint8"])
+
+    zimg = model.encode_images(io["images"], preprocessed=True)
+    ztxt = model.encode_texts(texts)
+    assert np.abs(zimg - io["zimg"]).max() <= TOLERANCE
+    assert np.abs(ztxt - io["ztxt"]).max() <= TOLERANCE
+    assert (
+        np.abs(model.encode_rendered_texts(io["texts"]) - io["ztxt"]).max()
+        <= TOLERANCE
+    )
+    assert abs(float(to_numpy(model.logit_scale)) - 10.0) <= TOLERANCE
+    logits = model.similarity(io["images"], texts, preprocessed=True)
+    assert np.abs(logits - io["logits"]).max() <= 1e-3
+
+    y_pred = model.backbone(
+        {
+            "images": io["images"],
+            "texts": renderer.codepoints(texts),
+            "image_texts": np.full((3, 1), -1, "int32"),
+        }
+    )
+    loss = float(to_numpy(model.compute_loss(y_pred=y_pred)))
+    assert abs(loss - float(io["loss"])) <= TOLERANCE
+
+
+def test_raw_pixels_match_preprocessed(converted_fixture):
+    _, preset = converted_fixture
+    model = Clippo.from_preset(str(preset))
+    pixels = pixel_batch(2, 64)
+    preprocessed = pixels.astype("float32") / 255 * 2 - 1
+    np.testing.assert_allclose(
+        model.encode_images(pixels),
+        model.encode_images(preprocessed, preprocessed=True),
+        atol=1e-5,
+    )
+    # Other resolutions are resized by the preprocessor.
+    assert model.encode_images(pixel_batch(2, 80)).shape == (2, 32)
+
+
+def test_outputs_are_normalised_and_multilingual():
+    model = tiny_clippo()
+    texts = ["hello", "Привет", "مرحبا", "こんにちは", "שלום", "🙂", ""]
+    z = model.encode_texts(texts)
+    assert z.shape == (len(texts), 16)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    # Different scripts render differently, so they embed differently...
+    assert len({tuple(np.round(row, 5)) for row in z[:5]}) == 5
+    # ...while the default plane-0 font has no emoji: blank like "".
+    np.testing.assert_allclose(z[5], z[6], atol=1e-6)
+
+
+def test_preprocessor_numpy_and_tf_data_agree():
+    import tensorflow as tf
+
+    preprocessor = ClippoPreprocessor(image_size=32, sequence_length=8)
+    pixels = pixel_batch(3)
+    texts = ["abc", "Ünïcödé text longer than eight", ""]
+    eager = preprocessor({"images": pixels, "texts": texts})
+    ds = (
+        tf.data.Dataset.from_tensor_slices({"images": pixels, "texts": texts})
+        .batch(3)
+        .map(preprocessor)
+    )
+    batch = next(iter(ds))
+    for key in ("images", "texts", "image_texts"):
+        np.testing.assert_allclose(to_numpy(eager[key]), batch[key].numpy())
+    codepoints = to_numpy(eager["texts"])
+    assert codepoints.shape == (3, 8)
+    assert list(codepoints[0]) == [97, 98, 99] + [-1] * 5
+    assert list(codepoints[2]) == [-1] * 8
+    images = to_numpy(eager["images"])
+    assert images.min() >= -1.0 and images.max() <= 1.0
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+def test_fit_reduces_loss(loss):
+    keras.utils.set_random_seed(0)
+    model = tiny_clippo(loss=loss)
+    model.compile(learning_rate=3e-3)
+    pixels = pixel_batch(16, seed=1)
+    texts = [f"caption number {i}" for i in range(16)]
+    history = model.fit(
+        {"images": pixels, "texts": texts},
+        batch_size=8,
+        epochs=3,
+        verbose=0,
+    )
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    assert {"i2t_accuracy", "t2i_accuracy"} <= set(history.history)
+    if loss == "sigmoid":
+        assert model.logit_bias is not None
+
+
+def test_text_text_and_mixed_batches():
+    model = tiny_clippo()
+    renderer = model.backbone.text_renderer
+    first = ["the first sentence.", "another one"]
+    second = ["and what follows.", "and its follower"]
+    # A text-text batch: the first sentence takes the image slot.
+    x = model.preprocessor({"texts": second, "image_texts": first})
+    out = model.backbone(x)
+    expected = model.backbone.embed_codepoints(renderer.codepoints(first))
+    np.testing.assert_allclose(
+        to_numpy(out["image_embeddings"]), to_numpy(expected), atol=1e-5
+    )
+    # A mixed batch: an empty image_text keeps the image.
+    pixels = pixel_batch(2)
+    x = model.preprocessor(
+        {"images": pixels, "texts": second, "image_texts": ["", first[1]]}
+    )
+    out = to_numpy(model.backbone(x)["image_embeddings"])
+    np.testing.assert_allclose(
+        out[0], model.encode_images(pixels[:1])[0], atol=1e-5
+    )
+    np.testing.assert_allclose(out[1], to_numpy(expected)[1], atol=1e-5)
+
+
+def test_preset_round_trip(tmp_path):
+    model = tiny_clippo(loss="sigmoid")
+    model.log_temperature.assign([1.5])
+    model.save_to_preset(str(tmp_path / "clippo"))
+    restored = Clippo.from_preset(str(tmp_path / "clippo"))
+    assert restored.loss_type == "sigmoid"
+    assert restored.preprocessor.sequence_length == 24
+    pixels = pixel_batch(2)
+    np.testing.assert_array_equal(
+        restored.similarity(pixels, CAPTIONS),
+        model.similarity(pixels, CAPTIONS),
+    )
+    backbone = ClippoBackbone.from_preset(str(tmp_path / "clippo"))
+    assert backbone.get_config() == model.backbone.get_config()
+
+
+def test_bad_inputs():
+    model = tiny_clippo()
+    with pytest.raises(ValueError, match="images"):
+        model.encode_images(np.zeros((2, 32, 32), "uint8"))
+    with pytest.raises(ValueError, match="images"):
+        model.encode_images(np.zeros((0, 32, 32, 3), "uint8"))
+    with pytest.raises(ValueError, match="texts"):
+        model.encode_texts([])
+    with pytest.raises(TypeError, match="texts"):
+        model.encode_texts([1, 2])
+    with pytest.raises(ValueError, match="same batch size"):
+        model.preprocessor({"images": pixel_batch(3), "texts": ["a", "b"]})
+    with pytest.raises(ValueError, match="'texts'"):
+        model.preprocessor({"images": pixel_batch(2)})
+    with pytest.raises(ValueError, match="RGB"):
+        model.preprocessor(
+            {"images": np.zeros((2, 8, 8, 4)), "texts": ["a", "b"]}
+        )
+    with pytest.raises(ValueError, match="loss"):
+        Clippo(model.backbone, loss="hinge")
+    with pytest.raises(TypeError, match="ClippoBackbone"):
+        Clippo(model.backbone.vision_encoder)
+    with pytest.raises(ValueError, match="image_size"):
+        ClippoBackbone(
+            model.backbone.vision_encoder, TextRenderer(image_size=64)
+        )
+
+
+def test_corrupted_preset_names_the_problem(tmp_path):
+    model = tiny_clippo()
+    model.save_to_preset(str(tmp_path / "p"))
+    (tmp_path / "p" / "model.weights.h5").write_bytes(b"not an h5 file")
+    with pytest.raises(Exception):
+        Clippo.from_preset(str(tmp_path / "p"))
