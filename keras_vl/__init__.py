@@ -12,7 +12,24 @@ vit = keras_vl.models.ViTBackbone.from_variant("S/16", image_size=224)
 ```
 """
 
-from keras_vl import layers, models, utils
+from keras_vl import (
+    data,
+    distribute,
+    evaluation,
+    layers,
+    losses,
+    models,
+    utils,
+)
 from keras_vl.version import __version__
 
-__all__ = ["__version__", "layers", "models", "utils"]
+__all__ = [
+    "__version__",
+    "data",
+    "distribute",
+    "evaluation",
+    "layers",
+    "losses",
+    "models",
+    "utils",
+]

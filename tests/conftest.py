@@ -52,9 +52,8 @@ def to_numpy(x) -> np.ndarray:
 
 
 @pytest.fixture(autouse=True)
-def _reset_keras_state():
-    """Each test starts with a clean Keras session and float32 policy."""
+def _reset_dtype_policy():
+    """Each test starts and ends with the float32 policy."""
     keras.config.set_dtype_policy("float32")
-    keras.utils.clear_session()
     yield
     keras.config.set_dtype_policy("float32")

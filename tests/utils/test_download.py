@@ -72,13 +72,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-@pytest.fixture(autouse=True)
-def _reset_keras_state():
-    """Overrides the conftest fixture: downloads touch no Keras state, so
-    the (slow) `clear_session` between tests is skipped."""
-    yield
-
-
 @pytest.fixture
 def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)

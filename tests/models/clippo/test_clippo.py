@@ -240,5 +240,5 @@ def test_corrupted_preset_names_the_problem(tmp_path):
     model = tiny_clippo()
     model.save_to_preset(str(tmp_path / "p"))
     (tmp_path / "p" / "model.weights.h5").write_bytes(b"not an h5 file")
-    with pytest.raises(Exception):
+    with pytest.raises((OSError, ValueError)):
         Clippo.from_preset(str(tmp_path / "p"))
