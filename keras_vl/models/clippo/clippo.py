@@ -10,6 +10,10 @@ from keras import ops
 
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
+from keras_vl.models.clippo.clippo_presets import (
+    CLIPPO_PRESETS,
+    converted_preset_dir,
+)
 from keras_vl.models.contrastive import ContrastiveModel
 
 
@@ -73,6 +77,16 @@ class Clippo(ContrastiveModel):
             temperature_init=temperature_init,
             **kwargs,
         )
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs):
+        """Loads a preset: a local directory, a `kaggle://` or `hf://`
+        handle, or the name of a released big_vision checkpoint (see
+        `Clippo.presets`), which is downloaded and converted on first use.
+        """
+        if preset in CLIPPO_PRESETS:
+            preset = converted_preset_dir(preset)
+        return super().from_preset(preset, **kwargs)
 
     def encode_images(self, images, preprocessed: bool = False, batch_size=64):
         """Embeds images.
