@@ -86,7 +86,9 @@ class Clippo(ContrastiveModel):
         """
         if preset in CLIPPO_PRESETS:
             preset = converted_preset_dir(preset)
-        return super().from_preset(preset, **kwargs)
+        model = super().from_preset(preset, **kwargs)
+        model.backbone.load_glyph_table(preset)
+        return model
 
     def encode_images(self, images, preprocessed: bool = False, batch_size=64):
         """Embeds images.

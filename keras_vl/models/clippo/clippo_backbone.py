@@ -1,8 +1,11 @@
 """CLIPPO: one ViT for images and for text rendered as images."""
 
+import os
+
 import keras
 from keras import ops
 from keras_hub.models import Backbone
+from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
@@ -11,6 +14,10 @@ from keras_vl.models.vit.vit_backbone import ViTBackbone
 def _pixels_to_unit_range(images):
     """uint8-range values `v` -> `v / 255 * 2 - 1` (big_vision value_range)."""
     return ops.cast(images, "float32") * (2.0 / 255.0) - 1.0
+
+
+# Where a preset keeps the font its model was trained with.
+GLYPH_TABLE_ASSET = "assets/text_renderer/glyph_table.npz"
 
 
 def l2_normalize(x, epsilon: float = 1e-8):
@@ -147,6 +154,26 @@ class ClippoBackbone(Backbone):
     @property
     def out_dim(self) -> int:
         return self.vision_encoder.output_dim
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Saves config and weights, plus the renderer's glyph table as an
+        asset, so the preset renders text exactly as it was trained."""
+        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        asset_dir = os.path.join(preset_dir, os.path.dirname(GLYPH_TABLE_ASSET))
+        os.makedirs(asset_dir, exist_ok=True)
+        self.text_renderer.save_assets(asset_dir)
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        backbone = super().from_preset(preset, load_weights, **kwargs)
+        backbone.load_glyph_table(preset)
+        return backbone
+
+    def load_glyph_table(self, preset) -> None:
+        """Loads the glyph table stored in `preset`, if it has one."""
+        if check_file_exists(preset, GLYPH_TABLE_ASSET):
+            path = get_file(preset, GLYPH_TABLE_ASSET)
+            self.text_renderer.load_assets(os.path.dirname(path))
 
     @classmethod
     def from_variant(

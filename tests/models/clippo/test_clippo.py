@@ -242,3 +242,37 @@ def test_corrupted_preset_names_the_problem(tmp_path):
     (tmp_path / "p" / "model.weights.h5").write_bytes(b"not an h5 file")
     with pytest.raises((OSError, ValueError)):
         Clippo.from_preset(str(tmp_path / "p"))
+
+
+def test_preset_carries_its_glyph_table(tmp_path):
+    from keras_vl.utils.glyph_table import GlyphTable
+
+    hex_file = tmp_path / "tiny.hex"
+    hex_file.write_text("0061:" + "FF" * 16 + "\n")  # 'a' = solid block
+    table = GlyphTable.from_hex_files([hex_file])
+    vit = ViTBackbone(
+        image_size=32,
+        patch_size=16,
+        width=32,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+        pool_type="map",
+        num_classes=16,
+        head_zeroinit=False,
+    )
+    backbone = ClippoBackbone(
+        vit, TextRenderer(image_size=32, glyph_table=table)
+    )
+    model = Clippo(backbone, ClippoPreprocessor(32, 8))
+    model.save_to_preset(str(tmp_path / "preset"))
+
+    for restored in (
+        Clippo.from_preset(str(tmp_path / "preset")).backbone,
+        ClippoBackbone.from_preset(str(tmp_path / "preset")),
+    ):
+        renderer = restored.text_renderer
+        image = to_numpy(renderer(renderer.codepoints(["ab"])))[0, :16, :, 0]
+        # The solid 'a' is 8 columns wide; 'b' has no glyph in this font.
+        assert (image[:, :8] == 0).all()
+        assert (image[:, 8:] == 127).all()
