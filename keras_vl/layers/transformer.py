@@ -126,3 +126,38 @@ class TransformerEncoderBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def encoder_layers(
+    depth: int,
+    num_heads: int,
+    mlp_dim: int,
+    dropout_rate: float = 0.0,
+    dtype=None,
+) -> tuple[list[TransformerEncoderBlock], keras.layers.LayerNormalization]:
+    """The blocks and final LayerNorm of a big_vision encoder.
+
+    Named `encoderblock_{i}` and `encoder_norm` as in big_vision checkpoints;
+    apply the blocks in order, then the norm.
+
+    Args:
+        depth: Number of blocks.
+        num_heads: Attention heads of each block.
+        mlp_dim: Hidden width of each block's MLP.
+        dropout_rate: Dropout inside the blocks.
+        dtype: Dtype policy.
+    """
+    blocks = [
+        TransformerEncoderBlock(
+            num_heads,
+            mlp_dim,
+            dropout_rate=dropout_rate,
+            dtype=dtype,
+            name=f"encoderblock_{i}",
+        )
+        for i in range(depth)
+    ]
+    norm = keras.layers.LayerNormalization(
+        epsilon=1e-6, dtype=dtype, name="encoder_norm"
+    )
+    return blocks, norm

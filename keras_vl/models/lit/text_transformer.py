@@ -6,7 +6,7 @@ from keras_hub.models import Backbone
 
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.position_embedding import PositionEmbedding
-from keras_vl.layers.transformer import TransformerEncoderBlock
+from keras_vl.layers.transformer import encoder_layers
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 TEXT_POOL_TYPES = ("last", "first", "mean", "max", "map")
@@ -97,18 +97,8 @@ class TextTransformer(Backbone):
         self.position_embedding = PositionEmbedding(
             "learn", dtype=dtype, name="pos_embedding"
         )
-        self.encoder_blocks = [
-            TransformerEncoderBlock(
-                num_heads,
-                mlp_dim,
-                dropout_rate=dropout_rate,
-                dtype=dtype,
-                name=f"encoderblock_{i}",
-            )
-            for i in range(depth)
-        ]
-        self.encoder_norm = keras.layers.LayerNormalization(
-            epsilon=1e-6, dtype=dtype, name="encoder_norm"
+        self.encoder_blocks, self.encoder_norm = encoder_layers(
+            depth, num_heads, mlp_dim, dropout_rate, dtype
         )
         self.map_head = (
             MAPHead(num_heads, mlp_dim, dtype=dtype, name="MAPHead_0")

@@ -9,7 +9,7 @@ from keras_vl.layers.class_token import ClassToken
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import POSEMB_TYPES, PositionEmbedding
-from keras_vl.layers.transformer import TransformerEncoderBlock
+from keras_vl.layers.transformer import encoder_layers
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
 
@@ -153,18 +153,8 @@ class ViTBackbone(Backbone):
             ClassToken(dtype=dtype, name="cls") if pool_type == "tok" else None
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=dtype)
-        self.encoder_blocks = [
-            TransformerEncoderBlock(
-                num_heads,
-                mlp_dim,
-                dropout_rate=dropout_rate,
-                dtype=dtype,
-                name=f"encoderblock_{i}",
-            )
-            for i in range(depth)
-        ]
-        self.encoder_norm = keras.layers.LayerNormalization(
-            epsilon=1e-6, dtype=dtype, name="encoder_norm"
+        self.encoder_blocks, self.encoder_norm = encoder_layers(
+            depth, num_heads, mlp_dim, dropout_rate, dtype
         )
         self.map_head = (
             MAPHead(num_heads, mlp_dim, dtype=dtype, name="MAPHead_0")
