@@ -4,6 +4,7 @@ from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
+from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.layers.transformer import TransformerEncoderBlock
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "MlpBlock",
     "PatchEmbedding",
     "PositionEmbedding",
+    "TextRenderer",
     "TransformerEncoderBlock",
 ]

@@ -1,3 +1,6 @@
 """Utilities: text rendering, checkpoint reading."""
 
-__all__ = []
+from keras_vl.utils.glyph_table import GlyphTable
+from keras_vl.utils.text_rendering import render_text
+
+__all__ = ["GlyphTable", "render_text"]
