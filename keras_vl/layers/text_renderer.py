@@ -73,12 +73,20 @@ class TextRenderer(keras.layers.Layer):
     Output: uint8 ``[B, image_size, image_size, 3]`` with three equal
     channels, or ``[image_size, image_size, 3]`` for a scalar string.
 
+    Eager calls on JAX and TensorFlow run one XLA-compiled program (the
+    length is padded to a power of two, so few programs get compiled);
+    inside a caller's `jax.jit` / `tf.function` the ops are traced as usual.
+    ``tf.string`` inputs also work inside `tf.data` pipelines, on any
+    backend. Torch runs the same ops eagerly.
+
     Args:
         image_size: int. Side of the square output image; must exceed
             `font_size`.
         font_size: int. Glyph cell size in pixels. 16 is Unifont's native
-            size; other sizes (1..32) shrink or grow every glyph with area
-            interpolation first, like big_vision.
+            size; other sizes (1..32) first area-resize every glyph to
+            ``font_size x font_size`` like big_vision (so pixels take
+            intermediate gray values too), at the cost of a per-renderer
+            lookup table of ``57k * font_size**2`` bytes.
         max_chars: int. Only the first `max_chars` code points are rendered
             (0 or None: no limit).
         background_brightness: int in 0..255. Value of non-ink pixels.
@@ -101,9 +109,9 @@ class TextRenderer(keras.layers.Layer):
     renderer = keras_vl.layers.TextRenderer(image_size=224)
     images = renderer(["hello world", "Καλημέρα"])  # uint8 (2, 224, 224, 3)
 
-    # Jit-compiled rendering of padded code points:
+    # Inside a jitted function, from padded code points:
     cps = renderer.codepoints(["hello world"])  # int32 (1, 11), -1 padded
-    images = jax.jit(renderer)(cps)
+    images = jax.jit(renderer.render_codepoints)(cps)
     ```
     """
 
@@ -380,7 +388,7 @@ class TextRenderer(keras.layers.Layer):
         if self.lower:
             is_upper = ops.logical_and(cps >= 65, cps <= 90)
             cps = ops.where(is_upper, cps + 32, cps)
-        num_codepoints = int(tables["index"].shape[0])
+        num_codepoints = ops.shape(tables["index"])[0]
         glyph = ops.take(tables["index"], ops.clip(cps, 0, num_codepoints - 1))
         in_table = ops.logical_and(valid, cps < num_codepoints)
         glyph = ops.where(in_table, glyph, 0)
