@@ -1,0 +1,754 @@
+"""Benchmarks one contrastive training step against keras-hub and transformers.
+
+One step is forward + backward + optimizer update (AdamW, learning rate 1e-3,
+weight decay 1e-4, global gradient clipping at 1.0 everywhere) on one batch
+of `B` image-text pairs. Four rows are measured side by side in one process:
+
+- (a) keras_vl `Clippo` (JAX): one ViT embeds the images and the texts,
+  which the model renders to images itself from code points (so the step
+  includes rendering the texts, and the `image_texts` branch, on device).
+  Model-ready inputs as `ClippoPreprocessor` makes them (images in `[-1, 1]`,
+  code points padded to 768) are fed to `model.fit`; the tf.data-side
+  preprocessing (resize, UTF-8 decoding) is an input-pipeline cost and not
+  part of the step.
+- (b) keras_vl two-tower (JAX): a `ViTBackbone` image tower (MAP pooling)
+  plus a text tower of `keras_vl.layers.TransformerEncoderBlock`s over
+  token + learned position embeddings (`keras_hub.layers.
+  TokenAndPositionEmbedding`), final LayerNorm, last-token pooling and a
+  linear head, trained by `keras_vl.models.ContrastiveModel` via `fit`.
+  This is the like-for-like comparison with (c) and (d).
+- (c) keras-hub `SigLIPBackbone` (JAX) built from `SigLIPVisionEncoder` and
+  `SigLIPTextEncoder` of the same dims, wrapped in a `keras.Model` whose
+  `compute_loss` applies the same loss to the backbone's logits; via `fit`.
+- (d) transformers `SiglipModel` (PyTorch, CPU) from a `SiglipConfig` of the
+  same dims (nothing downloaded); step = forward, the same loss (with
+  `--loss sigmoid` the model's own `return_loss=True`), `backward`,
+  `clip_grad_norm_`, `torch.optim.AdamW.step`.
+
+Every model is float32, dropout-free and randomly initialised; all inputs
+are one in-memory batch reused every step (`tf.data.Dataset.from_tensors(
+batch).repeat()` for `fit`). The JAX rows are timed through `model.fit` --
+the XLA-compiled training step users actually run -- with a callback that
+times each step from batch begin to batch end, blocking on its loss (the
+JAX trainer fetches the batch inside the step, so data iteration, dispatch
+and metric updates are included). The torch row is timed around its step.
+Every row is built and warmed up first (`--warmup` steps, compilation
+included, dropped); the `--steps` timed steps then run in `--rounds`
+interleaved rounds (a, b, c, d, a, b, ...), so that load changes on a shared
+machine hit every row alike, and the median is reported.
+
+FLOPs are counted analytically (matmul FLOPs only, 2 per multiply-add):
+
+- one transformer block on `N` tokens of width `D`, MLP width `M`:
+  `8 N D^2` (q, k, v, out projections) + `4 N D M` (MLP)
+  + `4 N^2 D` (`QK^T` and attention-weighted values);
+- ViT patch embedding: `2 N (P^2 C) D`, `N = (S / P)^2`;
+- MAP pooling head: `4 D^2` (probe query, output) + `4 N D^2` (keys,
+  values) + `4 N D` (attention) + `4 D M` (MLP);
+- linear heads `2 D D_out`; loss logits `2 B^2 D`;
+- step FLOPs = 3 x (`B` x forward per pair + loss), backward ~ 2 x
+  forward.
+
+CLIPPO runs its ViT twice per pair (image and rendered text), so it does
+about twice the vision work of the two-tower rows per pair: compare (a) by
+achieved FLOP/s, and (b) with (c) and (d) by pairs/s. Achieved FLOP/s is
+divided by a matmul ceiling measured in the same run on the same framework
+(a 2048 x 2048 float32 matmul, jitted JAX for (a)-(c), `torch.mm` for (d);
+the best of 5 repeats, measured before the rows and after every round).
+
+Usage:
+
+```
+python benchmarks/train_step.py --quick              # smoke run, a few minutes
+python benchmarks/train_step.py                      # ViT-S/16, 224 px, B=32
+python benchmarks/train_step.py --image-size 112 --batch-size 16
+python benchmarks/train_step.py --rows b,c --loss sigmoid
+```
+
+`KERAS_BACKEND` is set to `jax` unless already set (the Keras rows need
+JAX: they are timed through XLA-compiled `fit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_vl.layers import TransformerEncoderBlock  # noqa: E402
+from keras_vl.layers.text_renderer import TextRenderer  # noqa: E402
+from keras_vl.models import (  # noqa: E402
+    Clippo,
+    ClippoBackbone,
+    ContrastiveModel,
+    ViTBackbone,
+)
+from keras_vl.models.clippo.clippo_backbone import l2_normalize  # noqa: E402
+
+TARGET_VS_KERAS_HUB = 1.2
+TARGET_VS_TRANSFORMERS = 1.5
+TARGET_CEILING_FRACTION = 0.5
+LEARNING_RATE = 1e-3
+WEIGHT_DECAY = 1e-4
+CLIPNORM = 1.0
+ROWS = {
+    "a": "keras_vl Clippo (one tower)",
+    "b": "keras_vl two-tower",
+    "c": "keras-hub SigLIPBackbone",
+    "d": "transformers SiglipModel",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dims:
+    """Tower and batch sizes shared by every row."""
+
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    seq_len: int
+    vocab_size: int
+    batch_size: int
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    backend: str
+    step_s: float
+    step_flops: float
+    ceiling: float
+    batch_size: int
+
+    @property
+    def pairs_per_s(self) -> float:
+        return self.batch_size / self.step_s
+
+    @property
+    def flops_per_s(self) -> float:
+        return self.step_flops / self.step_s
+
+
+# === FLOP model ===
+
+
+def block_flops(tokens: int, width: int, mlp_dim: int) -> int:
+    """Forward matmul FLOPs of one pre-LN transformer encoder block."""
+    n, d, m = tokens, width, mlp_dim
+    return 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
+
+
+def map_head_flops(tokens: int, width: int, mlp_dim: int) -> int:
+    """Forward matmul FLOPs of attention-probe (MAP) pooling."""
+    n, d, m = tokens, width, mlp_dim
+    return 4 * d * d + 4 * n * d * d + 4 * n * d + 4 * d * m
+
+
+def vit_flops(dims: Dims, out_dim: int | None = None) -> int:
+    """One image through a MAP-pooled ViT (+ optional linear head)."""
+    n, d = dims.num_patches, dims.width
+    flops = 2 * n * (dims.patch_size**2 * 3) * d
+    flops += dims.depth * block_flops(n, d, dims.mlp_dim)
+    flops += map_head_flops(n, d, dims.mlp_dim)
+    if out_dim:
+        flops += 2 * d * out_dim
+    return flops
+
+
+def text_flops(dims: Dims) -> int:
+    """One text through the text tower (embedding lookups are free)."""
+    d = dims.width
+    flops = dims.depth * block_flops(dims.seq_len, d, dims.mlp_dim)
+    return flops + 2 * d * d
+
+
+def step_flops(dims: Dims, forward_per_pair: int) -> float:
+    """fwd + bwd (= 3 x fwd) of the towers on `B` pairs, plus the loss."""
+    b = dims.batch_size
+    return 3.0 * (b * forward_per_pair + 2 * b * b * dims.width)
+
+
+# === Matmul ceilings ===
+
+
+def jax_matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / min(times)
+
+
+def torch_matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=generator)
+    b = torch.randn(n, n, generator=generator)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / min(times)
+
+
+# === Keras rows (JAX, timed through fit) ===
+
+
+class _StepTimer(keras.callbacks.Callback):
+    """Times each `fit` step: batch begin to batch end, blocking on the loss.
+
+    The JAX trainer fetches the batch inside the step, so data iteration,
+    dispatch and the metric/log updates are included.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+        self._begin = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        float(np.asarray((logs or {}).get("loss", 0.0)))
+        self.times.append(time.perf_counter() - self._begin)
+
+
+class KerasRunner:
+    """Runs `model.fit` for a few steps at a time on one in-memory batch."""
+
+    def __init__(self, model, batch):
+        import tensorflow as tf
+
+        self.model = model
+        self.dataset = tf.data.Dataset.from_tensors(batch).repeat()
+
+    def run(self, steps: int) -> list[float]:
+        timer = _StepTimer()
+        self.model.fit(
+            self.dataset,
+            steps_per_epoch=steps,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=[timer],
+        )
+        return timer.times
+
+
+def _adamw():
+    return keras.optimizers.AdamW(
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        global_clipnorm=CLIPNORM,
+    )
+
+
+def build_vit(dims: Dims, out_dim: int | None = None) -> ViTBackbone:
+    return ViTBackbone(
+        image_size=dims.image_size,
+        patch_size=dims.patch_size,
+        width=dims.width,
+        depth=dims.depth,
+        mlp_dim=dims.mlp_dim,
+        num_heads=dims.num_heads,
+        pool_type="map",
+        num_classes=out_dim,
+        head_zeroinit=False,
+    )
+
+
+def build_clippo(dims: Dims, loss: str):
+    """Row (a): the `Clippo` task and a model-ready batch for it."""
+    vit = build_vit(dims, out_dim=dims.width)
+    renderer = TextRenderer(image_size=dims.image_size)
+    model = Clippo(ClippoBackbone(vit, renderer), loss=loss)
+    rng = np.random.default_rng(0)
+    size = dims.image_size
+    images = rng.integers(0, 256, (dims.batch_size, size, size, 3), "uint8")
+    words = "a photo of the small red dog running on a sunny beach".split()
+    captions = [
+        " ".join(rng.choice(words, int(rng.integers(4, 12))))
+        for _ in range(dims.batch_size)
+    ]
+    batch = model.preprocessor({"images": images, "texts": captions})
+    batch = {k: np.asarray(v) for k, v in batch.items()}
+    # Inputs are already model-ready; the preprocessor would run in tf.data.
+    model.preprocessor = None
+    model.compile(
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        global_clipnorm=CLIPNORM,
+    )
+    return model, batch
+
+
+def build_text_tower(dims: Dims) -> keras.Model:
+    """Token + position embedding, encoder blocks, LN, last token, head."""
+    token_ids = keras.Input((dims.seq_len,), dtype="int32", name="token_ids")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        dims.vocab_size, dims.seq_len, dims.width, name="embedding"
+    )(token_ids)
+    for i in range(dims.depth):
+        x = TransformerEncoderBlock(
+            dims.num_heads, dims.mlp_dim, name=f"encoderblock_{i}"
+        )(x)
+    x = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm")(x)
+    x = keras.layers.Dense(dims.width, name="head")(x[:, -1])
+    return keras.Model(token_ids, x, name="text_tower")
+
+
+def _pairs_batch(dims: Dims, channels_last: bool = True):
+    rng = np.random.default_rng(0)
+    size = dims.image_size
+    shape = (dims.batch_size, size, size, 3)
+    images = rng.uniform(-1.0, 1.0, shape).astype("float32")
+    if not channels_last:
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    token_ids = rng.integers(
+        0, dims.vocab_size, (dims.batch_size, dims.seq_len)
+    ).astype("int32")
+    return images, token_ids
+
+
+def build_two_tower(dims: Dims, loss: str):
+    """Row (b): ViT + keras_vl text tower in a `ContrastiveModel`."""
+    vit = build_vit(dims)
+    text_tower = build_text_tower(dims)
+    inputs = {
+        "images": keras.Input(
+            (dims.image_size, dims.image_size, 3), name="images"
+        ),
+        "token_ids": keras.Input(
+            (dims.seq_len,), dtype="int32", name="token_ids"
+        ),
+    }
+    outputs = {
+        "image_embeddings": l2_normalize(vit(inputs["images"])),
+        "text_embeddings": l2_normalize(text_tower(inputs["token_ids"])),
+    }
+    backbone = keras_hub.models.Backbone(
+        inputs=inputs, outputs=outputs, name="two_tower"
+    )
+    model = ContrastiveModel(backbone, loss=loss)
+    model.compile(
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        global_clipnorm=CLIPNORM,
+    )
+    images, token_ids = _pairs_batch(dims)
+    return model, {"images": images, "token_ids": token_ids}
+
+
+def keras_logits_loss(logits, loss: str):
+    """The contrastive loss on `[B, B]` image-text logits (rows: images).
+
+    Equal to `keras_vl.losses.softmax_contrastive_loss` /
+    `sigmoid_contrastive_loss` on a single replica, but from logits.
+    """
+    logits = ops.cast(logits, "float32")
+    if loss == "softmax":
+        rows = ops.diagonal(ops.log_softmax(logits, axis=1))
+        cols = ops.diagonal(ops.log_softmax(logits, axis=0))
+        return -0.5 * (ops.mean(rows) + ops.mean(cols))
+    signs = 2.0 * ops.eye(ops.shape(logits)[0]) - 1.0
+    return -ops.sum(ops.log_sigmoid(signs * logits)) / ops.cast(
+        ops.shape(logits)[0], "float32"
+    )
+
+
+class LogitsContrastiveTrainer(keras.Model):
+    """Trains a keras-hub `SigLIPBackbone` with a chosen contrastive loss."""
+
+    def __init__(self, backbone, loss: str = "softmax", **kwargs):
+        inputs = backbone.input
+        super().__init__(inputs=inputs, outputs=backbone(inputs), **kwargs)
+        self.loss_type = loss
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        return keras_logits_loss(y_pred["vision_logits"], self.loss_type)
+
+
+def build_keras_hub(dims: Dims, loss: str):
+    """Row (c): keras-hub `SigLIPBackbone` of the same dims."""
+    from keras_hub.models import (
+        SigLIPBackbone,
+        SigLIPTextEncoder,
+        SigLIPVisionEncoder,
+    )
+
+    vision = SigLIPVisionEncoder(
+        patch_size=dims.patch_size,
+        hidden_dim=dims.width,
+        num_layers=dims.depth,
+        num_heads=dims.num_heads,
+        intermediate_dim=dims.mlp_dim,
+        image_shape=(dims.image_size, dims.image_size, 3),
+    )
+    text = SigLIPTextEncoder(
+        vocabulary_size=dims.vocab_size,
+        embedding_dim=dims.width,
+        hidden_dim=dims.width,
+        num_layers=dims.depth,
+        num_heads=dims.num_heads,
+        intermediate_dim=dims.mlp_dim,
+        max_sequence_length=dims.seq_len,
+    )
+    backbone = SigLIPBackbone(vision_encoder=vision, text_encoder=text)
+    model = LogitsContrastiveTrainer(backbone, loss=loss)
+    model.compile(optimizer=_adamw())
+    images, token_ids = _pairs_batch(dims)
+    return model, {"images": images, "token_ids": token_ids}
+
+
+def make_keras_row(row: str, dims: Dims, loss: str):
+    """`(runner, step FLOPs)` of row (a), (b) or (c)."""
+    builders = {"a": build_clippo, "b": build_two_tower, "c": build_keras_hub}
+    model, batch = builders[row](dims, loss)
+    if row == "a":
+        forward = 2 * vit_flops(dims, out_dim=dims.width)
+    else:
+        forward = vit_flops(dims) + text_flops(dims)
+    return KerasRunner(model, batch), step_flops(dims, forward)
+
+
+# === transformers row (PyTorch) ===
+
+
+class TorchRunner:
+    """transformers `SiglipModel` trained by a hand-written step."""
+
+    def __init__(self, dims: Dims, loss: str):
+        import torch
+        from transformers import SiglipConfig, SiglipModel
+
+        torch.manual_seed(0)
+        tower = {
+            "hidden_size": dims.width,
+            "intermediate_size": dims.mlp_dim,
+            "num_hidden_layers": dims.depth,
+            "num_attention_heads": dims.num_heads,
+        }
+        config = SiglipConfig(
+            text_config={
+                **tower,
+                "vocab_size": dims.vocab_size,
+                "max_position_embeddings": dims.seq_len,
+                "pad_token_id": 0,
+                "bos_token_id": None,
+                "eos_token_id": None,
+            },
+            vision_config={
+                **tower,
+                "image_size": dims.image_size,
+                "patch_size": dims.patch_size,
+            },
+        )
+        self.torch = torch
+        self.loss = loss
+        self.model = SiglipModel(config).train()
+        self.attention = self.model.config._attn_implementation
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=LEARNING_RATE,
+            weight_decay=WEIGHT_DECAY,
+        )
+        images, token_ids = _pairs_batch(dims, channels_last=False)
+        self.pixel_values = torch.from_numpy(images)
+        self.input_ids = torch.from_numpy(token_ids.astype("int64"))
+        self.labels = torch.arange(dims.batch_size)
+
+    def step(self) -> float:
+        functional = self.torch.nn.functional
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.model(
+            pixel_values=self.pixel_values,
+            input_ids=self.input_ids,
+            return_loss=self.loss == "sigmoid",
+        )
+        if self.loss == "sigmoid":
+            loss = outputs.loss
+        else:
+            logits = outputs.logits_per_image
+            loss = 0.5 * (
+                functional.cross_entropy(logits, self.labels)
+                + functional.cross_entropy(logits.t(), self.labels)
+            )
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), CLIPNORM)
+        self.optimizer.step()
+        return loss.detach().item()
+
+    def run(self, steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            self.step()
+            times.append(time.perf_counter() - start)
+        return times
+
+
+# === Report ===
+
+
+def _ratio(result: Result, peer: Result | None) -> str:
+    if peer is None:
+        return "n/a"
+    return f"{result.pairs_per_s / peer.pairs_per_s:.2f}x"
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if value >= scale:
+            return f"{value / scale:.1f} {unit}"
+    return f"{value:.0f} "
+
+
+def print_table(results: dict[str, Result]) -> None:
+    keras_hub_row, hf_row = results.get("c"), results.get("d")
+    print(
+        "| model | backend | step time (ms) | pairs/s | ratio vs keras-hub "
+        "| ratio vs transformers | FLOP/s | % of ceiling |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for result in results.values():
+        print(
+            f"| {result.name} | {result.backend} "
+            f"| {1e3 * result.step_s:.1f} | {result.pairs_per_s:.2f} "
+            f"| {_ratio(result, keras_hub_row)} | {_ratio(result, hf_row)} "
+            f"| {_si(result.flops_per_s)}FLOP/s "
+            f"| {100 * result.flops_per_s / result.ceiling:.1f} % |"
+        )
+
+
+def print_targets(results: dict[str, Result]) -> None:
+    print(
+        f"\nTargets (from the issue): keras_vl >= {TARGET_VS_KERAS_HUB}x "
+        f"keras-hub, >= {TARGET_VS_TRANSFORMERS}x transformers, "
+        f">= {100 * TARGET_CEILING_FRACTION:.0f} % of the matmul ceiling."
+    )
+    peers = (
+        ("keras-hub", results.get("c"), TARGET_VS_KERAS_HUB),
+        ("transformers", results.get("d"), TARGET_VS_TRANSFORMERS),
+    )
+    if "a" in results:
+        print(
+            "  (a) runs its ViT on every image and every rendered text (and "
+            "renders on device), so its pairs/s ratios compare different "
+            "work; (b) is the like-for-like row."
+        )
+    for row in ("a", "b"):
+        if row not in results:
+            continue
+        ours = results[row]
+        checks = []
+        for label, peer, target in peers:
+            if peer is not None:
+                ratio = ours.pairs_per_s / peer.pairs_per_s
+                met = "met" if ratio >= target else "NOT met"
+                checks.append(f"{ratio:.2f}x vs {label} ({met})")
+        fraction = ours.flops_per_s / ours.ceiling
+        met = "met" if fraction >= TARGET_CEILING_FRACTION else "NOT met"
+        checks.append(f"{100 * fraction:.1f} % of ceiling ({met})")
+        print(f"- {ours.name}: " + "; ".join(checks))
+
+
+# === Main ===
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Tiny dims (width 64, depth 2, 64 px, batch 8) for a smoke run.",
+    )
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--patch-size", type=int, default=16)
+    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--num-heads", type=int, default=None)
+    parser.add_argument("--mlp-dim", type=int, default=None)
+    parser.add_argument("--seq-len", type=int, default=None)
+    parser.add_argument("--vocab-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="Interleaved timing rounds over the rows (steps are split).",
+    )
+    parser.add_argument(
+        "--loss", choices=("softmax", "sigmoid"), default="softmax"
+    )
+    parser.add_argument(
+        "--rows",
+        default="a,b,c,d",
+        help="Comma-separated rows to run, from a (Clippo), b (two-tower), "
+        "c (keras-hub), d (transformers).",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        defaults = dict(
+            image_size=64, width=64, depth=2, num_heads=2, mlp_dim=256,
+            seq_len=16, vocab_size=1000, batch_size=8, warmup=1, steps=2,
+        )  # fmt: skip
+    else:  # ViT-S/16 towers.
+        defaults = dict(
+            image_size=224, width=384, depth=12, num_heads=6, mlp_dim=1536,
+            seq_len=64, vocab_size=32000, batch_size=32, warmup=2, steps=5,
+        )  # fmt: skip
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.rows = sorted({r.strip() for r in args.rows.split(",") if r.strip()})
+    unknown = sorted(set(args.rows) - set(ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {sorted(ROWS)}")
+    if args.warmup < 1 or args.steps < 1 or args.rounds < 1:
+        parser.error("--warmup, --steps and --rounds must be at least 1")
+    args.rounds = min(args.rounds, args.steps)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if keras.backend.backend() != "jax" and set(args.rows) & {"a", "b", "c"}:
+        raise SystemExit(
+            "The keras rows are timed under JAX; run with KERAS_BACKEND=jax "
+            f"(got {keras.backend.backend()!r}) or --rows d."
+        )
+    dims = Dims(
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+        width=args.width,
+        depth=args.depth,
+        num_heads=args.num_heads,
+        mlp_dim=args.mlp_dim,
+        seq_len=args.seq_len,
+        vocab_size=args.vocab_size,
+        batch_size=args.batch_size,
+    )
+    cores = len(os.sched_getaffinity(0))
+    import jax
+    import torch
+    import transformers
+
+    torch.set_num_threads(cores)
+    print(
+        f"{platform.machine()}, {cores} cores; jax {jax.__version__} "
+        f"({jax.default_backend()}), keras {keras.__version__}, keras-hub "
+        f"{keras_hub.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), transformers "
+        f"{transformers.__version__}"
+    )
+    print(
+        f"dims: {dataclasses.asdict(dims)}; loss={args.loss}; float32; "
+        f"{args.warmup} warmup + {args.steps} timed steps per row "
+        f"(median), timed in {args.rounds} interleaved rounds",
+        flush=True,
+    )
+
+    ceilings = {}
+
+    def measure_ceilings():
+        # On a noisy machine keep the best of several measurements.
+        measured = {"jax": jax_matmul_ceiling}
+        if "d" in args.rows:
+            measured["torch"] = torch_matmul_ceiling
+        for name, measure in measured.items():
+            ceilings[name] = max(ceilings.get(name, 0.0), measure())
+
+    measure_ceilings()
+
+    # Build and warm up (compile) every row first, then time them in
+    # interleaved rounds so that load changes on a shared machine hit every
+    # row alike.
+    runners, flops, names, times = {}, {}, {}, {}
+    for row in args.rows:
+        start = time.perf_counter()
+        if row == "d":
+            runners[row] = TorchRunner(dims, args.loss)
+            names[row] = f"{ROWS[row]} ({runners[row].attention})"
+            flops[row] = step_flops(dims, vit_flops(dims) + text_flops(dims))
+        else:
+            runners[row], flops[row] = make_keras_row(row, dims, args.loss)
+            names[row] = ROWS[row]
+        runners[row].run(args.warmup)
+        times[row] = []
+        print(
+            f"  built and warmed up ({row}) {names[row]} in "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+    per_round = -(-args.steps // args.rounds)
+    for _ in range(args.rounds):
+        for row in args.rows:
+            remaining = args.steps - len(times[row])
+            if remaining > 0:
+                times[row] += runners[row].run(min(per_round, remaining))
+        measure_ceilings()
+    runners.clear()
+    gc.collect()
+
+    results = {}
+    for row in args.rows:
+        backend = "torch" if row == "d" else "jax"
+        results[row] = Result(
+            names[row],
+            backend,
+            statistics.median(times[row]),
+            flops[row],
+            ceilings[backend],
+            dims.batch_size,
+        )
+        spread = ", ".join(f"{1e3 * t:.0f}" for t in times[row])
+        print(f"  ({row}) step times (ms): {spread}")
+    print(
+        "matmul ceiling (2048^2 float32): "
+        + ", ".join(f"{k} {_si(v)}FLOP/s" for k, v in ceilings.items())
+    )
+    print(
+        "step FLOPs (analytic, 3 x forward): "
+        + ", ".join(f"({r}) {_si(flops[r])}FLOP" for r in args.rows)
+        + "\n"
+    )
+    print_table(results)
+    print_targets(results)
+
+
+if __name__ == "__main__":
+    main()
