@@ -221,7 +221,13 @@ class TextRenderer(keras.layers.Layer):
                     self.text_brightness,
                     self.background_brightness,
                 )
+            # byte_pixels[v, i]: the pixel value of bit i of byte v.
+            bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+            byte_pixels = np.where(
+                bits > 0, self.text_brightness, self.background_brightness
+            ).astype(np.uint8)
             self._tables_np = {
+                "byte_pixels": byte_pixels,
                 "index": index,
                 "first": np.asarray(first, np.int32),
                 "last": np.asarray(last, np.int32),
@@ -446,7 +452,17 @@ class TextRenderer(keras.layers.Layer):
         )
         canvas = ops.reshape(canvas, (batch, num_pixels + 1))[:, :num_pixels]
 
-        if cell == GLYPH_SIZE:
+        if cell == GLYPH_SIZE and keras.backend.backend() == "torch":
+            # Op by op, two lookups of 8 pixel values per byte of a column
+            # word beat shifting its 16 bits out one at a time.
+            low = ops.take(tables["byte_pixels"], canvas & 0xFF, axis=0)
+            high = ops.take(tables["byte_pixels"], canvas >> 8, axis=0)
+            values = ops.concatenate([low, high], axis=-1)  # [B, P, 16]
+            values = ops.reshape(values, (batch, num_lines, size, cell))
+            values = ops.transpose(values, (0, 1, 3, 2))
+            image = ops.reshape(values, (batch, num_lines * cell, size))
+            image = image[:, :size]
+        elif cell == GLYPH_SIZE:
             words = ops.reshape(canvas, (batch, num_lines, 1, size))
             rows = ops.arange(GLYPH_SIZE, dtype="int32")[:, None]
             ink = ops.bitwise_and(ops.right_shift(words, rows), 1)
