@@ -195,7 +195,7 @@ def main() -> None:
         f"backend={keras.backend.backend()} batch={batch} image_size=224 "
         f"caption length min/mean/max={min(lengths)}/"
         f"{np.mean(lengths):.0f}/{max(lengths)} code points, "
-        f"{os.cpu_count()} CPUs, "
+        f"{len(os.sched_getaffinity(0))} CPUs, "
         f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}"
     )
 
