@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from collections.abc import Sequence
 from typing import Any
 
@@ -334,8 +335,8 @@ class TextRenderer(keras.layers.Layer):
 
         Returns None when already tracing (the caller's `jax.jit` or
         `tf.function` compiles everything) and on torch (op by op).
-        Renderers with equal settings share compiled programs (the glyph
-        tables are arguments, not constants).
+        Renderers with equal settings share compiled programs: the glyph
+        tables are arguments, not constants baked into the program.
         """
         backend = keras.backend.backend()
         if backend == "jax":
@@ -350,36 +351,42 @@ class TextRenderer(keras.layers.Layer):
                 return None
         else:
             return None
-        key = (backend, self._settings())
+        settings = self._settings()
+        key = (backend, tuple(settings.items()))
         if key not in _COMPILED:
+            # Compile against the settings alone, so the cache keeps no
+            # renderer (and none of its tables) alive.
+            fixed = types.SimpleNamespace(**settings)
+
+            def render(tables, codepoints):
+                return TextRenderer._render(fixed, codepoints, tables)
+
             if backend == "jax":
-                _COMPILED[key] = jax.jit(self._render_with)
+                _COMPILED[key] = jax.jit(render)
             else:
                 _COMPILED[key] = tf.function(
-                    self._render_with, jit_compile=True, reduce_retracing=True
+                    render, jit_compile=True, reduce_retracing=True
                 )
         return _COMPILED[key]
 
-    def _settings(self) -> tuple:
-        """Everything `_render` depends on besides the tables."""
-        return (
-            self.image_size,
-            self.font_size,
-            self.max_chars,
-            self.background_brightness,
-            self.text_brightness,
-            self.lower,
-            self.monospace,
-            self.spacing,
-            self.min_width,
+    def _settings(self) -> dict[str, Any]:
+        """Everything `_render` reads besides the tables."""
+        names = (
+            "image_size",
+            "font_size",
+            "max_chars",
+            "background_brightness",
+            "text_brightness",
+            "lower",
+            "monospace",
+            "spacing",
+            "min_width",
         )
-
-    def _render_with(self, tables, cps):
-        # The tables are arguments (not constants) of compiled programs,
-        # which keeps them out of the program and compiles ~2x faster.
-        return self._render(cps, tables)
+        return {name: getattr(self, name) for name in names}
 
     def _render(self, cps, tables=None):
+        # Reads only the attributes listed in `_settings` (and `_tables`
+        # when `tables` is None): compiled programs run it on a namespace.
         tables = self._tables() if tables is None else tables
         size, cell = self.image_size, self.font_size
         num_lines = -(-size // cell)  # Lines that reach into the image.
