@@ -6,6 +6,7 @@ import keras
 from keras import ops
 from keras_hub.models import Task
 
+from keras_vl import distribute
 from keras_vl.losses import (
     contrastive_accuracy,
     contrastive_logits,
@@ -160,10 +161,12 @@ class ContrastiveModel(Task):
                 self.logit_scale,
                 self.logit_bias,
             )
-        # In-batch accuracies, on this replica's rows.
-        i2t, t2i = contrastive_accuracy(
-            self.logits(image_embeddings, text_embeddings)
+        # In-batch accuracies over the global batch, as on one device: under
+        # tf.distribute every replica gathers all rows (identity elsewhere).
+        all_images, all_texts = distribute.all_gather(
+            (image_embeddings, text_embeddings)
         )
+        i2t, t2i = contrastive_accuracy(self.logits(all_images, all_texts))
         self.image_to_text_accuracy.update_state(i2t)
         self.text_to_image_accuracy.update_state(t2i)
         # The compiled loss (if any) and `self.losses` (auxiliary losses),

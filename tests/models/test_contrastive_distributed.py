@@ -1,0 +1,261 @@
+"""One training step of the real contrastive task (a tiny `Clippo`) is the
+same on one device and distributed.
+
+The scaffold-model tests in `tests/losses/test_contrastive.py` check the
+loss functions; here the whole task goes through `fit`: the preprocessor in
+`tf.data`, the text renderer inside the model, `ContrastiveModel`'s
+`compute_loss` with its own log-temperature `t` (and bias `b`), the metrics
+and the optimizer. One SGD step on a global batch of 8 must give the same
+reported loss (1e-5 relative), the same in-batch accuracies (over the
+global batch) and the same updated weights, `t` and `b` included (1e-5
+absolute)
+
+- under JAX `keras.distribution.DataParallel` on 4 host devices, and
+- under TensorFlow `MirroredStrategy` on 2 logical CPUs,
+
+as on one device with the whole batch. Each scenario runs in a subprocess
+(the device layout must be fixed before the framework initialises) that
+imports this file and calls a `_report_*` function; the single-device
+reference is computed in the same subprocess first, from the same initial
+weights.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import backend
+
+from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.models import (
+    Clippo,
+    ClippoBackbone,
+    ClippoPreprocessor,
+    ViTBackbone,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GLOBAL_BATCH = 8
+LOSSES = ("softmax", "sigmoid")
+LOSS_RTOL = 1e-5
+WEIGHT_ATOL = 1e-5
+
+
+def _tiny_clippo(loss):
+    vit = ViTBackbone(
+        image_size=32,
+        patch_size=16,
+        width=32,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+        pool_type="map",
+        num_classes=16,
+        head_zeroinit=False,
+    )
+    backbone = ClippoBackbone(vit, TextRenderer(image_size=32))
+    preprocessor = ClippoPreprocessor(32, sequence_length=8)
+    return Clippo(backbone, preprocessor, loss=loss)
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (GLOBAL_BATCH, 32, 32, 3), dtype=np.uint8)
+    # Distinct captions, some longer than the 8 code points kept.
+    texts = [
+        "a cat",
+        "Ein Hund",
+        "un oiseau bleu",
+        "星空",
+        "red car",
+        "Привет",
+        "two ships at sea",
+        "x",
+    ]
+    return {"images": images, "texts": texts}
+
+
+def _initial_weights(loss):
+    """Random initial weights, the same in every process; `t` and `b` move
+    off their constant initialisers so every weight is generic."""
+    keras.utils.set_random_seed(1)
+    model = _tiny_clippo(loss)
+    model.log_temperature.assign([np.log(12.0)])
+    if model.logit_bias is not None:
+        model.logit_bias.assign([-4.0])
+    # Paths name the backbone's weights uniquely ("head/kernel", ...); the
+    # task's own are "t" and "b" whatever the task is called.
+    own = {id(model.log_temperature): "t", id(model.logit_bias): "b"}
+    names = [own.get(id(w), w.path) for w in model.weights]
+    return model.get_weights(), names
+
+
+def _fit_one_step(loss, weights):
+    """One SGD step on the whole global batch through `fit`; returns the
+    logs `fit` reports (loss, accuracies) and the updated weights."""
+    model = _tiny_clippo(loss)
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+    history = model.fit(
+        _data(), batch_size=GLOBAL_BATCH, shuffle=False, verbose=0
+    )
+    logs = {k: float(v[0]) for k, v in history.history.items()}
+    return logs, model.get_weights()
+
+
+def _compare(names, initial, single, distributed):
+    (single_logs, single_weights), (logs, weights) = single, distributed
+    return {
+        "single_logs": single_logs,
+        "distributed_logs": logs,
+        "weight_diffs": {
+            name: float(np.abs(a - b).max())
+            for name, a, b in zip(names, single_weights, weights, strict=True)
+        },
+        "weight_changes": {
+            name: float(np.abs(a - b).max())
+            for name, a, b in zip(names, single_weights, initial, strict=True)
+        },
+    }
+
+
+def _report_jax_data_parallel(loss):
+    """Runs under JAX with 4 host devices; see the JAX test."""
+    import jax
+
+    initial, names = _initial_weights(loss)
+    single = _fit_one_step(loss, initial)
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    distributed = _fit_one_step(loss, initial)
+    return {
+        "devices": jax.device_count(),
+        "mesh": list(keras.distribution.distribution().device_mesh.shape),
+        **_compare(names, initial, single, distributed),
+    }
+
+
+def _report_tf_mirrored(loss):
+    """Runs under TF with 2 logical CPUs; see the TF test."""
+    import tensorflow as tf
+
+    # One strategy per process: a second MirroredStrategy in the same
+    # process can collide on collective keys.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    initial, names = _initial_weights(loss)
+    single = _fit_one_step(loss, initial)
+    with strategy.scope():
+        distributed = _fit_one_step(loss, initial)
+    return {
+        "devices": strategy.num_replicas_in_sync,
+        **_compare(names, initial, single, distributed),
+    }
+
+
+_SUBPROCESS_SCRIPT = """
+import json, os, sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+if os.environ["KERAS_BACKEND"] == "tensorflow":
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+import importlib.util
+
+spec = importlib.util.spec_from_file_location("_distributed", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print("REPORT " + json.dumps(getattr(module, {function!r})({loss!r})))
+"""
+
+
+def _run_report(function, loss, extra_env):
+    script = _SUBPROCESS_SCRIPT.format(
+        tests=str(REPO_ROOT / "tests"),
+        repo=str(REPO_ROOT),
+        path=__file__,
+        function=function,
+        loss=loss,
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("REPORT ")
+    ]
+    assert result.returncode == 0 and lines, result.stderr[-4000:]
+    return json.loads(lines[-1][len("REPORT ") :])
+
+
+def _check(report, loss):
+    single, distributed = report["single_logs"], report["distributed_logs"]
+    assert (
+        set(distributed)
+        == set(single)
+        == {
+            "loss",
+            "i2t_accuracy",
+            "t2i_accuracy",
+        }
+    ), report
+    np.testing.assert_allclose(
+        distributed["loss"], single["loss"], rtol=LOSS_RTOL, err_msg=loss
+    )
+    # The accuracies cover the global batch too (not each replica's block).
+    for key in ("i2t_accuracy", "t2i_accuracy"):
+        assert abs(distributed[key] - single[key]) < 1e-6, (key, report)
+    # The step visibly moves the ViT, `t` and (sigmoid) `b`...
+    changes = report["weight_changes"]
+    assert max(changes.values()) > 1e-2, changes
+    assert changes["t"] > 1e-3, changes
+    if loss == "sigmoid":
+        assert changes["b"] > 1e-3, changes
+    else:
+        assert "b" not in changes
+    # ...and both runs update every weight the same way.
+    diffs = report["weight_diffs"]
+    worst = max(diffs, key=diffs.get)
+    assert diffs[worst] <= WEIGHT_ATOL, (worst, diffs)
+
+
+@pytest.mark.skipif(backend() != "jax", reason="run once, on the JAX backend")
+@pytest.mark.parametrize("loss", LOSSES)
+def test_jax_data_parallel_matches_single_device(loss):
+    flags = os.environ.get("XLA_FLAGS", "")
+    report = _run_report(
+        "_report_jax_data_parallel",
+        loss,
+        {
+            "KERAS_BACKEND": "jax",
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
+        },
+    )
+    assert report["devices"] == 4 and report["mesh"] == [4], report
+    _check(report, loss)
+
+
+@pytest.mark.skipif(
+    backend() != "tensorflow", reason="tf.distribute runs on TensorFlow only"
+)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_tf_mirrored_strategy_matches_single_device(loss):
+    report = _run_report(
+        "_report_tf_mirrored", loss, {"KERAS_BACKEND": "tensorflow"}
+    )
+    assert report["devices"] == 2, report
+    _check(report, loss)
