@@ -152,17 +152,16 @@ def test_preprocessor_numpy_and_tf_data_agree():
 def test_fit_reduces_loss(loss):
     keras.utils.set_random_seed(0)
     model = tiny_clippo(loss=loss)
-    model.compile(learning_rate=3e-3)
-    pixels = pixel_batch(16, seed=1)
-    texts = [f"caption number {i}" for i in range(16)]
+    model.compile(learning_rate=1e-3)
+    pixels = pixel_batch(8, seed=1)
+    texts = [f"caption number {i}" for i in range(8)]
+    # One batch seen repeatedly: the model must fit it.
     history = model.fit(
-        {"images": pixels, "texts": texts},
-        batch_size=8,
-        epochs=3,
+        {"images": pixels, "texts": texts}, batch_size=8, epochs=12,
         verbose=0,
     )
     losses = history.history["loss"]
-    assert losses[-1] < losses[0]
+    assert losses[-1] < 0.85 * losses[0]
     assert {"i2t_accuracy", "t2i_accuracy"} <= set(history.history)
     if loss == "sigmoid":
         assert model.logit_bias is not None
