@@ -7,6 +7,15 @@ Usage:
 
 The config JSON holds the big_vision model keyword arguments, either as the
 whole object or under `model_kwargs` (optionally with `image_size`).
+
+Models: `vit`, `clippo`, `lit` (big_vision two towers: LiT and SigLIP npz
+files with `params/img`, `params/txt`, `params/t` and optionally
+`params/b`), and `lit_vit_jax` (the LiT releases of
+google-research/vision_transformer; `--config` may name one, e.g.
+`LiT-B16B`, and defaults to the checkpoint's file name):
+
+    python tools/convert_big_vision.py --model lit_vit_jax \
+        --checkpoint LiT-B16B.npz --output ./lit_b16b
 """
 
 import argparse

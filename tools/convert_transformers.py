@@ -1,0 +1,25 @@
+"""Converts a Hugging Face SigLIP or CLIP checkpoint into a keras_vl preset.
+
+Usage:
+
+    python tools/convert_transformers.py --model siglip \
+        --source ./siglip-base-patch16-224 --output ./siglip_preset
+
+`--source` is a `save_pretrained` folder (config.json + weights) or a single
+`.safetensors` / `.bin` state dict (then `--config` or a `config.json` next
+to it gives the config). Nothing is downloaded.
+"""
+
+import argparse
+
+from keras_vl.convert import transformers
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    transformers.add_arguments(parser)
+    transformers.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
