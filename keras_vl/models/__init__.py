@@ -4,6 +4,10 @@ from keras_vl.models.clippo.clippo import Clippo
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
 from keras_vl.models.contrastive import ContrastiveModel
+from keras_vl.models.lit.lit import LiT
+from keras_vl.models.lit.lit_backbone import LiTBackbone
+from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
+from keras_vl.models.lit.text_transformer import TextTransformer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 __all__ = [
@@ -11,5 +15,9 @@ __all__ = [
     "ClippoBackbone",
     "ClippoPreprocessor",
     "ContrastiveModel",
+    "LiT",
+    "LiTBackbone",
+    "LiTPreprocessor",
+    "TextTransformer",
     "ViTBackbone",
 ]

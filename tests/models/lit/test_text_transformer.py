@@ -1,0 +1,122 @@
+"""TextTransformer: config round trip, pooling, head, bad arguments."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import to_numpy
+
+from keras_vl.models import TextTransformer
+
+VOCAB, LENGTH, WIDTH = 50, 8, 32
+
+
+def tiny_text(**kwargs):
+    config = dict(
+        vocab_size=VOCAB,
+        sequence_length=LENGTH,
+        width=WIDTH,
+        depth=1,
+        num_heads=2,
+        mlp_dim=64,
+    )
+    return TextTransformer(**{**config, **kwargs})
+
+
+def token_batch(batch=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, VOCAB, (batch, LENGTH)).astype("int32")
+
+
+def encoded_tokens(model, tokens):
+    """The tokens after the final LayerNorm, before pooling."""
+    encoder = keras.Model(model.input, model.encoder_norm.output)
+    return to_numpy(encoder(tokens))
+
+
+def test_config_round_trip_keeps_outputs():
+    model = tiny_text(pool_type="map", num_classes=16, dropout_rate=0.1)
+    config = model.get_config()
+    restored = TextTransformer.from_config(config)
+    assert restored.get_config() == config
+    restored.set_weights(model.get_weights())
+    tokens = token_batch()
+    np.testing.assert_array_equal(
+        to_numpy(restored(tokens)), to_numpy(model(tokens))
+    )
+    assert restored.output_dim == 16
+    assert model.count_params() == restored.count_params()
+
+
+@pytest.mark.parametrize("pool_type", ["last", "first", "mean", "max"])
+def test_pooling_types(pool_type):
+    model = tiny_text(pool_type=pool_type)
+    tokens = token_batch()
+    pooled = to_numpy(model(tokens))
+    sequence = encoded_tokens(model, tokens)
+    expected = {
+        "last": sequence[:, -1],
+        "first": sequence[:, 0],
+        "mean": sequence.mean(axis=1),
+        "max": sequence.max(axis=1),
+    }[pool_type]
+    assert pooled.shape == (3, WIDTH)
+    np.testing.assert_allclose(pooled, expected, atol=1e-5)
+
+
+def test_map_pooling_and_head():
+    model = tiny_text(pool_type="map", num_classes=12)
+    tokens = token_batch()
+    sequence = encoded_tokens(model, tokens)
+    probe = to_numpy(model.map_head(sequence))
+    expected = probe @ to_numpy(model.head.kernel) + to_numpy(model.head.bias)
+    out = to_numpy(model(tokens))
+    assert out.shape == (3, 12) and model.output_dim == 12
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_no_attention_mask_so_padding_matters():
+    # big_vision's tower attends to every position (sticky EOS padding is
+    # part of the text), so changing a "pad" token changes the output.
+    model = tiny_text()
+    tokens = token_batch(1)
+    changed = tokens.copy()
+    changed[0, 0] = (changed[0, 0] + 1) % VOCAB
+    assert (
+        np.abs(to_numpy(model(tokens)) - to_numpy(model(changed))).max() > 1e-4
+    )
+
+
+def test_from_variant():
+    model = TextTransformer.from_variant(
+        "mu/16", vocab_size=VOCAB, sequence_length=LENGTH, num_classes=8
+    )
+    config = model.get_config()
+    assert (config["width"], config["depth"], config["mlp_dim"]) == (32, 1, 128)
+    assert config["num_heads"] == 2 and model.output_dim == 8
+    assert tuple(model(token_batch()).shape) == (3, 8)
+    with pytest.raises(ValueError, match="variant"):
+        TextTransformer.from_variant("XXL")
+
+
+def test_preset_round_trip(tmp_path):
+    model = tiny_text(num_classes=8)
+    model.save_to_preset(str(tmp_path / "text"))
+    restored = TextTransformer.from_preset(str(tmp_path / "text"))
+    tokens = token_batch()
+    np.testing.assert_array_equal(
+        to_numpy(restored(tokens)), to_numpy(model(tokens))
+    )
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="pool_type"):
+        tiny_text(pool_type="cls")
+    with pytest.raises(ValueError, match="vocab_size"):
+        tiny_text(vocab_size=0)
+    with pytest.raises(ValueError, match="sequence_length"):
+        tiny_text(sequence_length=2.5)
+    with pytest.raises(ValueError, match="num_heads"):
+        tiny_text(num_heads=3)
+    model = tiny_text()
+    with pytest.raises(ValueError):
+        model(np.zeros((2, LENGTH + 1), "int32"))
