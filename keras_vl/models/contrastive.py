@@ -18,7 +18,96 @@ from keras_vl.losses import (
 LOSS_TYPES = ("softmax", "sigmoid")
 
 
-class ContrastiveModel(Task):
+class ContrastiveTraining:
+    """Contrastive training for a Keras model with embedding outputs.
+
+    Mixed into `ContrastiveModel` (and LiT's cached-feature model): the
+    model's outputs are a dict with L2-normalised `"image_embeddings"` and
+    `"text_embeddings"`, and it has the attributes `log_temperature`,
+    `logit_bias` (or None), `loss_type`, `max_logit_scale`,
+    `image_to_text_accuracy` and `text_to_image_accuracy`.
+    """
+
+    @property
+    def logit_scale(self):
+        """`exp(t)`, clamped at `max_logit_scale`."""
+        return logit_scale_from_log(self.log_temperature, self.max_logit_scale)
+
+    def logits(self, image_embeddings, text_embeddings):
+        """`exp(t) * Z_img @ Z_txt^T (+ b)` for embeddings of this model."""
+        return contrastive_logits(
+            image_embeddings,
+            text_embeddings,
+            self.logit_scale,
+            self.logit_bias,
+        )
+
+    def compile(
+        self,
+        optimizer="auto",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        global_clipnorm: float = 1.0,
+        **kwargs,
+    ):
+        """Configures training; `compile()` alone gives sensible defaults.
+
+        Args:
+            optimizer: `"auto"` for `AdamW(learning_rate, weight_decay,
+                global_clipnorm)`, or any Keras optimizer.
+            learning_rate: Learning rate of the `"auto"` optimizer.
+            weight_decay: Decoupled weight decay of the `"auto"` optimizer.
+            global_clipnorm: Gradient clipping of the `"auto"` optimizer.
+            **kwargs: Other `keras.Model.compile` arguments. The contrastive
+                loss is built in; a `loss` given here is added to it.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                learning_rate=learning_rate,
+                weight_decay=weight_decay,
+                global_clipnorm=global_clipnorm,
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        image_embeddings = y_pred["image_embeddings"]
+        text_embeddings = y_pred["text_embeddings"]
+        if self.loss_type == "softmax":
+            loss = softmax_contrastive_loss(
+                image_embeddings, text_embeddings, self.logit_scale
+            )
+        else:
+            loss = sigmoid_contrastive_loss(
+                image_embeddings,
+                text_embeddings,
+                self.logit_scale,
+                self.logit_bias,
+            )
+        # In-batch accuracies over the global batch, as on one device: under
+        # tf.distribute every replica gathers all rows (identity elsewhere).
+        all_images, all_texts = distribute.all_gather(
+            (image_embeddings, text_embeddings)
+        )
+        i2t, t2i = contrastive_accuracy(self.logits(all_images, all_texts))
+        self.image_to_text_accuracy.update_state(i2t)
+        self.text_to_image_accuracy.update_state(t2i)
+        # The compiled loss (if any) and `self.losses` (auxiliary losses),
+        # aggregated (and scaled for tf.distribute) by Keras itself.
+        if self._compile_loss is None and not self.losses:
+            return loss
+        extra = super().compute_loss(
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
+        )
+        return loss + ops.cast(extra, loss.dtype)
+
+
+class ContrastiveModel(ContrastiveTraining, Task):
     """A task that trains paired image/text embeddings contrastively.
 
     Subclasses pass a backbone whose output is a dict with L2-normalised
@@ -103,84 +192,6 @@ class ContrastiveModel(Task):
         self.temperature_init = temperature_init
         self.bias_init = bias_init
         self.max_logit_scale = max_logit_scale
-
-    @property
-    def logit_scale(self):
-        """`exp(t)`, clamped at `max_logit_scale`."""
-        return logit_scale_from_log(self.log_temperature, self.max_logit_scale)
-
-    def logits(self, image_embeddings, text_embeddings):
-        """`exp(t) * Z_img @ Z_txt^T (+ b)` for embeddings of this model."""
-        return contrastive_logits(
-            image_embeddings,
-            text_embeddings,
-            self.logit_scale,
-            self.logit_bias,
-        )
-
-    def compile(
-        self,
-        optimizer="auto",
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        global_clipnorm: float = 1.0,
-        **kwargs,
-    ):
-        """Configures training; `compile()` alone gives sensible defaults.
-
-        Args:
-            optimizer: `"auto"` for `AdamW(learning_rate, weight_decay,
-                global_clipnorm)`, or any Keras optimizer.
-            learning_rate: Learning rate of the `"auto"` optimizer.
-            weight_decay: Decoupled weight decay of the `"auto"` optimizer.
-            global_clipnorm: Gradient clipping of the `"auto"` optimizer.
-            **kwargs: Other `keras.Model.compile` arguments. The contrastive
-                loss is built in; a `loss` given here is added to it.
-        """
-        if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                learning_rate=learning_rate,
-                weight_decay=weight_decay,
-                global_clipnorm=global_clipnorm,
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        image_embeddings = y_pred["image_embeddings"]
-        text_embeddings = y_pred["text_embeddings"]
-        if self.loss_type == "softmax":
-            loss = softmax_contrastive_loss(
-                image_embeddings, text_embeddings, self.logit_scale
-            )
-        else:
-            loss = sigmoid_contrastive_loss(
-                image_embeddings,
-                text_embeddings,
-                self.logit_scale,
-                self.logit_bias,
-            )
-        # In-batch accuracies over the global batch, as on one device: under
-        # tf.distribute every replica gathers all rows (identity elsewhere).
-        all_images, all_texts = distribute.all_gather(
-            (image_embeddings, text_embeddings)
-        )
-        i2t, t2i = contrastive_accuracy(self.logits(all_images, all_texts))
-        self.image_to_text_accuracy.update_state(i2t)
-        self.text_to_image_accuracy.update_state(t2i)
-        # The compiled loss (if any) and `self.losses` (auxiliary losses),
-        # aggregated (and scaled for tf.distribute) by Keras itself.
-        if self._compile_loss is None and not self.losses:
-            return loss
-        extra = super().compute_loss(
-            x=x,
-            y=y,
-            y_pred=y_pred,
-            sample_weight=sample_weight,
-            training=training,
-        )
-        return loss + ops.cast(extra, loss.dtype)
 
     def get_config(self):
         config = super().get_config()

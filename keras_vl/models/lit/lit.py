@@ -8,15 +8,7 @@ contrastive loss; lock modes are named by the paper's two-letter notation.
 import keras
 import numpy as np
 
-from keras_vl import distribute
-from keras_vl.losses import (
-    contrastive_accuracy,
-    contrastive_logits,
-    logit_scale_from_log,
-    sigmoid_contrastive_loss,
-    softmax_contrastive_loss,
-)
-from keras_vl.models.contrastive import ContrastiveModel
+from keras_vl.models.contrastive import ContrastiveModel, ContrastiveTraining
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 
@@ -515,7 +507,7 @@ class LiT(ContrastiveModel):
         return config
 
 
-class _CachedFeaturesModel(keras.Model):
+class _CachedFeaturesModel(ContrastiveTraining, keras.Model):
     """LiT on cached image features: the image tower is skipped, every
     other layer and variable (projections, text tower, `t`, `b`) is the
     LiT model's own. Built by `LiT.cached_features_model()`."""
@@ -545,63 +537,11 @@ class _CachedFeaturesModel(keras.Model):
         )
         # Shared with the LiT model: training here trains it.
         self.log_temperature = lit.log_temperature
-        if lit.logit_bias is not None:
-            self.logit_bias = lit.logit_bias
+        self.logit_bias = lit.logit_bias
         self.loss_type = lit.loss_type
         self.max_logit_scale = lit.max_logit_scale
         self.image_to_text_accuracy = keras.metrics.Mean(name="i2t_accuracy")
         self.text_to_image_accuracy = keras.metrics.Mean(name="t2i_accuracy")
-
-    def compile(
-        self,
-        optimizer="auto",
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        global_clipnorm: float = 1.0,
-        **kwargs,
-    ):
-        if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                learning_rate=learning_rate,
-                weight_decay=weight_decay,
-                global_clipnorm=global_clipnorm,
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        image_embeddings = y_pred["image_embeddings"]
-        text_embeddings = y_pred["text_embeddings"]
-        scale = logit_scale_from_log(self.log_temperature, self.max_logit_scale)
-        bias = getattr(self, "logit_bias", None)
-        if self.loss_type == "softmax":
-            loss = softmax_contrastive_loss(
-                image_embeddings, text_embeddings, scale
-            )
-        else:
-            loss = sigmoid_contrastive_loss(
-                image_embeddings, text_embeddings, scale, bias
-            )
-        # Over the global batch, as `ContrastiveModel` does.
-        all_images, all_texts = distribute.all_gather(
-            (image_embeddings, text_embeddings)
-        )
-        i2t, t2i = contrastive_accuracy(
-            contrastive_logits(all_images, all_texts, scale, bias)
-        )
-        self.image_to_text_accuracy.update_state(i2t)
-        self.text_to_image_accuracy.update_state(t2i)
-        if self._compile_loss is None and not self.losses:
-            return loss
-        extra = super().compute_loss(
-            x=x,
-            y=y,
-            y_pred=y_pred,
-            sample_weight=sample_weight,
-            training=training,
-        )
-        return loss + keras.ops.cast(extra, loss.dtype)
 
 
 def check_preprocessor(backbone: LiTBackbone, preprocessor) -> None:
