@@ -57,3 +57,28 @@ def _reset_dtype_policy():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+def run_report(script: str, env: dict[str, str]) -> dict:
+    """Runs `script` in a fresh Python process (e.g. with several virtual
+    devices, which must be set before a backend starts) and returns the JSON
+    it printed on its last line starting with `REPORT `."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("REPORT ")
+    ]
+    assert result.returncode == 0 and lines, result.stderr[-4000:]
+    return json.loads(lines[-1][len("REPORT ") :])

@@ -7,16 +7,13 @@ before TensorFlow initialises; the subprocess imports this file and calls
 `_report_mirrored`.
 """
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import backend, to_numpy
+from conftest import backend, run_report, to_numpy
 
 from keras_vl import distribute
 
@@ -127,21 +124,7 @@ def test_tf_mirrored_gather_id_offset_and_gradient():
         "KERAS_BACKEND": "tensorflow",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [
-        line
-        for line in result.stdout.splitlines()
-        if line.startswith("REPORT ")
-    ]
-    assert result.returncode == 0 and lines, result.stderr[-4000:]
-    report = json.loads(lines[-1][len("REPORT ") :])
+    report = run_report(script, env)
 
     data = np.arange(10, dtype="float32").reshape(5, 2)
     assert report["num_replicas"] == [2, 2]

@@ -10,17 +10,20 @@ initialises; the subprocess imports this file and calls the `_report_*`
 functions below.
 """
 
-import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import backend, load_npz, require_fixtures, to_numpy
+from conftest import (
+    backend,
+    load_npz,
+    require_fixtures,
+    run_report,
+    to_numpy,
+)
 from keras import ops
 
 from keras_vl.losses import (
@@ -617,21 +620,7 @@ def _run_report(function, extra_env):
         function=function,
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [
-        line
-        for line in result.stdout.splitlines()
-        if line.startswith("REPORT ")
-    ]
-    assert result.returncode == 0 and lines, result.stderr[-4000:]
-    return json.loads(lines[-1][len("REPORT ") :])
+    return run_report(script, env)
 
 
 @pytest.mark.skipif(

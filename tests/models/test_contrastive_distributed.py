@@ -20,16 +20,13 @@ reference is computed in the same subprocess first, from the same initial
 weights.
 """
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import backend
+from conftest import backend, run_report
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models import (
@@ -184,21 +181,7 @@ def _run_report(function, loss, extra_env):
         loss=loss,
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    lines = [
-        line
-        for line in result.stdout.splitlines()
-        if line.startswith("REPORT ")
-    ]
-    assert result.returncode == 0 and lines, result.stderr[-4000:]
-    return json.loads(lines[-1][len("REPORT ") :])
+    return run_report(script, env)
 
 
 def _check(report, loss):
