@@ -50,6 +50,8 @@ def test_convert_writes_a_loadable_preset(tmp_path):
 
 
 def test_demo_quick_writes_its_picture(tmp_path):
-    cli.main(["demo", "--quick", "--output-dir", str(tmp_path)])
-    image = np.asarray(Image.open(tmp_path / "rendered_captions.png"))
-    assert image.shape[0] == 224 and set(np.unique(image)) == {0, 127}
+    assert cli.main(["demo", "--quick", "--output-dir", str(tmp_path)]) == 0
+    pictures = sorted(tmp_path.glob("*.png"))
+    assert pictures
+    image = np.asarray(Image.open(pictures[0]))
+    assert image.ndim == 3 and image.shape[-1] == 3 and image.std() > 0
