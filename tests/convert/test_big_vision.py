@@ -42,10 +42,14 @@ def test_converted_preset_matches_big_vision(name, tmp_path):
     preset = tmp_path / "preset"
     convert_big_vision.main(
         [
-            "--model", "vit",
-            "--checkpoint", str(root / config["params_file"]),
-            "--config", str(config_path),
-            "--output", str(preset),
+            "--model",
+            "vit",
+            "--checkpoint",
+            str(root / config["params_file"]),
+            "--config",
+            str(config_path),
+            "--output",
+            str(preset),
         ]
     )
     vit = ViTBackbone.from_preset(str(preset))

@@ -157,7 +157,9 @@ def test_fit_reduces_loss(loss):
     texts = [f"caption number {i}" for i in range(8)]
     # One batch seen repeatedly: the model must fit it.
     history = model.fit(
-        {"images": pixels, "texts": texts}, batch_size=8, epochs=12,
+        {"images": pixels, "texts": texts},
+        batch_size=8,
+        epochs=12,
         verbose=0,
     )
     losses = history.history["loss"]
