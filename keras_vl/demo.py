@@ -242,21 +242,21 @@ class FastEncoder:
 
     def encode_images(self, images) -> np.ndarray:
         """uint8 images `[B, S, S, 3]` -> L2-normalised `[B, out_dim]`."""
-        import keras
-
-        inputs = self.model.preprocessor(
-            {"images": images, "texts": [""] * len(images)}
-        )
-        pixels = keras.ops.convert_to_numpy(inputs["images"])
+        pixels = self.model._preprocess_images(images)
         return self._predict(self._image_encoder, pixels)
 
     def encode_texts(self, texts) -> np.ndarray:
         """Strings -> L2-normalised `[B, out_dim]`."""
+        return self._predict(self._text_encoder, self.codepoints(texts))
+
+    def codepoints(self, texts) -> np.ndarray:
+        """Strings -> int32 `[B, sequence_length]`, cut or `-1`-padded to
+        the length the model trains on (padding renders nothing)."""
         renderer = self.model.backbone.text_renderer
         raw = renderer.codepoints(list(texts))[:, : self.sequence_length]
         codepoints = np.full((len(raw), self.sequence_length), -1, np.int32)
         codepoints[:, : raw.shape[1]] = raw
-        return self._predict(self._text_encoder, codepoints)
+        return codepoints
 
     def _predict(self, encoder, inputs: np.ndarray) -> np.ndarray:
         count = len(inputs)
@@ -266,13 +266,6 @@ class FastEncoder:
             inputs = np.concatenate([inputs, filler], axis=0)
         outputs = encoder.predict(inputs, batch_size=self.batch_size, verbose=0)
         return np.asarray(outputs[:count], np.float32)
-
-
-def classifier_texts(classifier, encoder, batch) -> float:
-    """Top-1 of the zero-shot classifier applied to captions."""
-    embeddings = encoder.encode_texts(batch["captions"])
-    predictions = np.argmax(embeddings @ classifier.class_embeddings.T, -1)
-    return float(np.mean(predictions == batch["labels"]))
 
 
 class Evaluator:
@@ -326,13 +319,14 @@ class Evaluator:
                 self.held_out["images"], self.held_out["labels"], ks=(1,)
             )["top1"],
         }
-        # How well captions alone are classified: whether the text side
-        # reads both words, whatever the images do.
-        metrics["text_top1"] = classifier_texts(
-            classifier, encoder, self.retrieval
-        )
         images = encoder.encode_images(self.retrieval["images"])
         texts = encoder.encode_texts(self.retrieval["captions"])
+        # How well captions alone are classified: whether the text side
+        # reads both words, whatever the images do.
+        predictions = np.argmax(texts @ classifier.class_embeddings.T, -1)
+        metrics["text_top1"] = float(
+            np.mean(predictions == self.retrieval["labels"])
+        )
         pool = self.config.retrieval_pool
         recalls = [
             retrieval_recall(
@@ -535,11 +529,9 @@ def save_similarity_figure(
         encoder.encode_images(examples["images"])
         @ encoder.encode_texts(examples["captions"]).T
     )
-    renderer = model.backbone.text_renderer
     # Cut as in training, so the figure shows exactly what the model reads.
-    codepoints = renderer.codepoints(examples["captions"])
     rendered = _to_numpy(
-        renderer(codepoints[:, : model.preprocessor.sequence_length])
+        model.backbone.text_renderer(encoder.codepoints(examples["captions"]))
     )
     count = len(examples["captions"])
     cell, scale, margin, title = 128, 2, 8, 28
