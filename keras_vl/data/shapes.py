@@ -80,8 +80,9 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
 
 _SPLITS = {"train": 0, "held_out": 1, "all": 2}
 
-# Shape radius as a fraction of the image size, and the size-word thresholds.
-_MIN_RADIUS, _MAX_RADIUS = 0.12, 0.30
+#: Default range of shape radii, as fractions of the image size.
+DEFAULT_RADIUS_RANGE: tuple[float, float] = (0.12, 0.30)
+# Size-word thresholds on the radius fraction: "small" below, "large" above.
 _SMALL_BELOW, _LARGE_ABOVE = 0.17, 0.24
 # How far a shape reaches beyond its nominal radius (star tips, diamond), so
 # centres are drawn where the whole shape stays inside the image.
@@ -112,12 +113,12 @@ class ShapesDataset:
     Labels everywhere are indices into `classes`, so one zero-shot classifier
     over `class_names` scores both seen and held-out classes.
 
-    Images are uint8 RGB. Each shows one shape with a random radius (12-30%
-    of the image size), centre, rotation (up to +-20 degrees, so a square
-    never looks like a diamond) and colour jitter, on a grey background with a
-    random tint, half of them with light uniform pixel noise. Captions are
-    drawn from `caption_templates` and describe the actual colour, shape,
-    size, position and background.
+    Images are uint8 RGB. Each shows one shape with a random radius (by
+    default 12-30% of the image size), centre, rotation (up to +-20
+    degrees, so a square never looks like a diamond) and colour jitter, on a
+    grey background with a random tint, half of them with light uniform
+    pixel noise. Captions are drawn from `caption_templates` and describe
+    the actual colour, shape, size, position and background.
 
     Generation is vectorised over the batch (thousands of 64-pixel images per
     second on one CPU core) and deterministic: `sample` and the batch
@@ -136,6 +137,11 @@ class ShapesDataset:
             colour and every shape must keep at least one training class.
         caption_templates: caption phrasings with the fields described in
             `CAPTION_TEMPLATES` (the default).
+        radius_range: ``(low, high)``, the range of shape radii as fractions
+            of the image size, with ``0 < low <= high <= 0.35`` (larger
+            shapes would not fit). Size words follow the absolute radius
+            ("small" below 0.17, "large" above 0.24), so a range above 0.17
+            never says "small".
         seed: int. The dataset's seed: part of every derived seed, and the
             seed of the stream that `sample(seed=None)` continues.
 
@@ -173,6 +179,7 @@ class ShapesDataset:
         shapes: Sequence[str] = DEFAULT_SHAPES,
         held_out: str | Sequence[tuple[str, str]] | None = DEFAULT_HELD_OUT,
         caption_templates: Sequence[str] = CAPTION_TEMPLATES,
+        radius_range: tuple[float, float] = DEFAULT_RADIUS_RANGE,
         seed: int = 0,
     ):
         if not isinstance(image_size, int | np.integer) or image_size < 16:
@@ -191,6 +198,7 @@ class ShapesDataset:
         held = set(self.held_out_classes)
         self.seen_classes = [pair for pair in self.classes if pair not in held]
         self.caption_templates = _check_caption_templates(caption_templates)
+        self.radius_range = _check_radius_range(radius_range)
         self.prompt_templates = list(PROMPT_TEMPLATES)
         self._split_ids = {
             "train": np.array(
@@ -350,7 +358,8 @@ class ShapesDataset:
         return (
             f"ShapesDataset(image_size={self.image_size}, "
             f"colors={self.colors}, shapes={self.shapes}, "
-            f"held_out={self.held_out_classes}, seed={self.seed})"
+            f"held_out={self.held_out_classes}, "
+            f"radius_range={self.radius_range}, seed={self.seed})"
         )
 
     # --- Generation ---------------------------------------------------------
@@ -396,7 +405,7 @@ class ShapesDataset:
         labels = ids[rng.integers(len(ids), size=n)].astype(np.int32)
         color_ids = labels // len(self.shapes)
         shape_ids = labels % len(self.shapes)
-        radius = rng.uniform(_MIN_RADIUS, _MAX_RADIUS, n) * size
+        radius = rng.uniform(*self.radius_range, n) * size
         margin = _EXTENT * radius + 1.0
         cx = margin + rng.uniform(0.0, 1.0, n) * (size - 2 * margin)
         cy = margin + rng.uniform(0.0, 1.0, n) * (size - 2 * margin)
@@ -755,6 +764,23 @@ def _check_caption_templates(templates) -> list[str]:
     if not templates:
         raise ValueError("`caption_templates` must not be empty.")
     return templates
+
+
+def _check_radius_range(radius_range) -> tuple[float, float]:
+    try:
+        low, high = (float(r) for r in radius_range)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "`radius_range` must be a pair of floats (low, high), got "
+            f"{radius_range!r}."
+        ) from error
+    # 0.35 keeps 1.25 radii plus a pixel of margin inside a 16-pixel image.
+    if not 0.0 < low <= high <= 0.35:
+        raise ValueError(
+            "`radius_range` must satisfy 0 < low <= high <= 0.35, got "
+            f"{radius_range!r}."
+        )
+    return low, high
 
 
 def _check_split(split: str) -> str:

@@ -172,6 +172,28 @@ def test_size_words_follow_the_drawn_size():
     assert small < medium < large
 
 
+def test_radius_range_bounds_the_drawn_shapes():
+    kwargs = dict(held_out=None, shapes=["circle"], image_size=64)
+    areas = {}
+    for radius_range in [(0.12, 0.14), (0.28, 0.30)]:
+        ds = ShapesDataset(radius_range=radius_range, **kwargs)
+        images = ds.sample(50, "all", seed=0)["images"].astype(np.float32)
+        corner = images[:, :1, :1]
+        area = (np.linalg.norm(images - corner, axis=-1) > 40).mean((1, 2))
+        areas[radius_range] = area
+    # A circle of radius r covers pi r^2 of the image (up to noise and
+    # anti-aliasing at the edge).
+    for (low, high), area in areas.items():
+        assert np.pi * (low - 0.01) ** 2 < area.min()
+        assert area.max() < np.pi * (high + 0.01) ** 2
+    large = ShapesDataset(
+        radius_range=(0.25, 0.3),
+        caption_templates=["{size}"],
+        **kwargs,
+    )
+    assert set(large.sample(50, "all", seed=0)["captions"]) == {"large"}
+
+
 def test_color_is_recoverable_from_pixels():
     ds = ShapesDataset(held_out=None)
     batch = ds.sample(400, "all", seed=0)
@@ -293,6 +315,10 @@ def test_custom_held_out_pairs():
         ({"caption_templates": ["a {colour} {shape}"]}, "caption_templates"),
         ({"caption_templates": []}, "caption_templates"),
         ({"seed": -1}, "seed"),
+        ({"radius_range": (0.2, 0.1)}, "radius_range"),
+        ({"radius_range": (0.0, 0.1)}, "radius_range"),
+        ({"radius_range": (0.1, 0.4)}, "radius_range"),
+        ({"radius_range": 0.2}, "radius_range"),
     ],
 )
 def test_constructor_validation(kwargs, match):
