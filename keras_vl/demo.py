@@ -52,6 +52,15 @@ class DemoConfig:
 
     Attributes:
         image_size: Side of images and rendered captions.
+        radius_range: Shape radii as fractions of the image size (see
+            `keras_vl.data.ShapesDataset`). The demo draws larger shapes
+            than the dataset's default (0.12-0.30): at 48 pixels the
+            smallest would be under 6 pixels across a radius, and shape,
+            not colour, is what the model learns slowly; with 0.18-0.30
+            seen-class accuracy rises from about 65 % to 81-85 % in the
+            same 1000 steps. Held-out accuracy does not rise with it: the
+            embeddings separate colours far more than shapes, so a new
+            combination lands nearest a seen one of the same colour.
         font_size: Line height of the rendered captions; 12 px gives four
             lines of about nine characters at 48 px, enough for every
             demo caption.
@@ -89,6 +98,7 @@ class DemoConfig:
     """
 
     image_size: int = 48
+    radius_range: tuple[float, float] = (0.18, 0.30)
     font_size: int = 12
     caption_templates: tuple[str, ...] = DEMO_CAPTION_TEMPLATES
     patch_size: int = 8
@@ -131,7 +141,7 @@ class DemoConfig:
             )
 
 
-#: The full demo (`make demo`): about 4.5 minutes on 2 CPU cores.
+#: The full demo (`make demo`): about 3.5 minutes on 2 CPU cores.
 DEFAULT_CONFIG = DemoConfig()
 #: A smoke test: a handful of steps, for `--quick` and the test suite.
 QUICK_CONFIG = DemoConfig(
@@ -656,6 +666,7 @@ def run_demo(
     dataset = ShapesDataset(
         image_size=config.image_size,
         caption_templates=config.caption_templates,
+        radius_range=config.radius_range,
         seed=seed,
     )
     print(
