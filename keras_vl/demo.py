@@ -219,65 +219,6 @@ def build_model(config: DemoConfig, seed: int = 0):
     return model
 
 
-class FastEncoder:
-    """`encode_images` / `encode_texts` of a `Clippo`, compiled.
-
-    `Clippo.encode_*` run the backbone eagerly, which is slow for thousands
-    of examples on CPU. This wraps the same layers (shared weights, so it
-    always sees the current training state) in functional models whose
-    `predict` is compiled once: inputs are padded to whole batches so a
-    single shape is ever traced.
-
-    Args:
-        model: A `Clippo`.
-        batch_size: Examples per compiled forward pass.
-    """
-
-    def __init__(self, model, batch_size: int = 256):
-        import keras
-
-        backbone = model.backbone
-        size = backbone.image_size
-        self.model = model
-        self.batch_size = batch_size
-        self.sequence_length = model.preprocessor.sequence_length
-        images = keras.Input((size, size, 3), name="images")
-        self._image_encoder = keras.Model(images, backbone.embed_images(images))
-        codepoints = keras.Input(
-            (self.sequence_length,), dtype="int32", name="codepoints"
-        )
-        self._text_encoder = keras.Model(
-            codepoints, backbone.embed_codepoints(codepoints)
-        )
-
-    def encode_images(self, images) -> np.ndarray:
-        """uint8 images `[B, S, S, 3]` -> L2-normalised `[B, out_dim]`."""
-        pixels = self.model._preprocess_images(images)
-        return self._predict(self._image_encoder, pixels)
-
-    def encode_texts(self, texts) -> np.ndarray:
-        """Strings -> L2-normalised `[B, out_dim]`."""
-        return self._predict(self._text_encoder, self.codepoints(texts))
-
-    def codepoints(self, texts) -> np.ndarray:
-        """Strings -> int32 `[B, sequence_length]`, cut or `-1`-padded to
-        the length the model trains on (padding renders nothing)."""
-        renderer = self.model.backbone.text_renderer
-        raw = renderer.codepoints(list(texts))[:, : self.sequence_length]
-        codepoints = np.full((len(raw), self.sequence_length), -1, np.int32)
-        codepoints[:, : raw.shape[1]] = raw
-        return codepoints
-
-    def _predict(self, encoder, inputs: np.ndarray) -> np.ndarray:
-        count = len(inputs)
-        padded = -count % self.batch_size
-        if padded:
-            filler = np.repeat(inputs[-1:], padded, axis=0)
-            inputs = np.concatenate([inputs, filler], axis=0)
-        outputs = encoder.predict(inputs, batch_size=self.batch_size, verbose=0)
-        return np.asarray(outputs[:count], np.float32)
-
-
 class Evaluator:
     """Zero-shot top-1 (seen and held-out classes) and recall@1.
 
@@ -302,22 +243,14 @@ class Evaluator:
         )
         pairs = config.retrieval_pool * config.num_retrieval_pools
         self.retrieval = dataset.sample(pairs, split="all", seed=30_000 + seed)
-        self._encoder: FastEncoder | None = None
-
-    def encoder(self, model) -> FastEncoder:
-        """The `FastEncoder` of `model`, built once and then reused (so are
-        its compiled functions)."""
-        if self._encoder is None or self._encoder.model is not model:
-            self._encoder = FastEncoder(model)
-        return self._encoder
 
     def __call__(self, model) -> dict[str, float]:
         """Evaluates `model`; returns floats in [0, 1]."""
         from keras_vl.evaluation import ZeroShotClassifier, retrieval_recall
 
-        encoder = self.encoder(model)
+        # Thousands of examples: `encode_*` run them compiled, in batches.
         classifier = ZeroShotClassifier(
-            encoder,
+            model,
             self.dataset.class_names,
             templates=self.dataset.prompt_templates,
         )
@@ -329,8 +262,8 @@ class Evaluator:
                 self.held_out["images"], self.held_out["labels"], ks=(1,)
             )["top1"],
         }
-        images = encoder.encode_images(self.retrieval["images"])
-        texts = encoder.encode_texts(self.retrieval["captions"])
+        images = model.encode_images(self.retrieval["images"])
+        texts = model.encode_texts(self.retrieval["captions"])
         # How well captions alone are classified: whether the text side
         # reads both words, whatever the images do.
         predictions = np.argmax(texts @ classifier.class_embeddings.T, -1)
@@ -511,7 +444,6 @@ def save_similarity_figure(
     path: str,
     count: int = 6,
     seed: int = 0,
-    encoder: FastEncoder | None = None,
 ) -> np.ndarray:
     """Draws test images, their rendered captions and the similarities.
 
@@ -526,7 +458,6 @@ def save_similarity_figure(
         path: Where to write the PNG.
         count: Number of image-caption pairs.
         seed: Seed of the test images.
-        encoder: The model's `FastEncoder`, if one exists already.
 
     Returns:
         The cosine similarities `[count, count]`.
@@ -534,14 +465,15 @@ def save_similarity_figure(
     from PIL import Image, ImageDraw, ImageFont
 
     examples = _pick_examples(dataset, count, seed)
-    encoder = encoder or FastEncoder(model)
     similarity = (
-        encoder.encode_images(examples["images"])
-        @ encoder.encode_texts(examples["captions"]).T
+        model.encode_images(examples["images"])
+        @ model.encode_texts(examples["captions"]).T
     )
     # Cut as in training, so the figure shows exactly what the model reads.
     rendered = _to_numpy(
-        model.backbone.text_renderer(encoder.codepoints(examples["captions"]))
+        model.backbone.text_renderer(
+            model.text_codepoints(examples["captions"])
+        )
     )
     count = len(examples["captions"])
     cell, scale, margin, title = 128, 2, 8, 28
@@ -688,9 +620,7 @@ def run_demo(
     preset = os.path.join(output_dir, PRESET_NAME)
     model.save_to_preset(preset)
     figure = os.path.join(output_dir, FIGURE_NAME)
-    save_similarity_figure(
-        model, dataset, figure, seed=seed, encoder=evaluator.encoder(model)
-    )
+    save_similarity_figure(model, dataset, figure, seed=seed)
     print(f"Wrote {preset} and {figure}")
 
     metrics = {

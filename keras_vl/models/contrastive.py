@@ -1,8 +1,10 @@
 """The contrastive Task base shared by CLIPPO, LiT and LIMoE."""
 
 import math
+import weakref
 
 import keras
+import numpy as np
 from keras import ops
 from keras_hub.models import Task
 
@@ -16,6 +18,10 @@ from keras_vl.losses import (
 )
 
 LOSS_TYPES = ("softmax", "sigmoid")
+# Compiled inference models of each `ContrastiveModel`, by embedding
+# function and input signature. Kept outside the model so Keras does not
+# track them as sublayers (they only reuse the model's own layers).
+_COMPILED_ENCODERS = weakref.WeakKeyDictionary()
 
 
 class ContrastiveTraining:
@@ -204,3 +210,49 @@ class ContrastiveModel(ContrastiveTraining, Task):
             }
         )
         return config
+
+    def _encode_in_batches(self, embed, inputs, batch_size: int):
+        """`embed` over numpy `inputs` (an array or a dict of arrays),
+        `batch_size` rows at a time -> numpy float32.
+
+        One batch runs eagerly. Larger inputs go through a functional model
+        over `embed` (sharing this model's layers, so it always sees the
+        current weights) whose `predict` is compiled once: the rows are
+        padded to whole batches, so a single input shape is ever traced.
+        """
+        if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise ValueError(
+                f"`batch_size` must be an int >= 1. Received: {batch_size!r}"
+            )
+        arrays = inputs if isinstance(inputs, dict) else {None: inputs}
+        size = len(next(iter(arrays.values())))
+        if size <= batch_size:
+            tensors = keras.tree.map_structure(ops.convert_to_tensor, inputs)
+            return np.asarray(ops.convert_to_numpy(embed(tensors)), "float32")
+        batch_size = int(batch_size)
+        padding = -size % batch_size
+        if padding:
+            inputs = keras.tree.map_structure(
+                lambda x: np.concatenate(
+                    [x, np.repeat(x[-1:], padding, axis=0)], axis=0
+                ),
+                inputs,
+            )
+        encoder = self._compiled_encoder(embed, arrays)
+        outputs = encoder.predict(inputs, batch_size=batch_size, verbose=0)
+        return np.asarray(outputs[:size], "float32")
+
+    def _compiled_encoder(self, embed, arrays) -> keras.Model:
+        signature = tuple(
+            (name, x.shape[1:], x.dtype.name) for name, x in arrays.items()
+        )
+        key = (embed.__name__, signature)
+        encoders = _COMPILED_ENCODERS.setdefault(self, {})
+        if key not in encoders:
+            symbols = {
+                name: keras.Input(x.shape[1:], dtype=x.dtype.name, name=name)
+                for name, x in arrays.items()
+            }
+            inputs = symbols if None not in symbols else symbols[None]
+            encoders[key] = keras.Model(inputs, embed(inputs))
+        return encoders[key]

@@ -6,7 +6,6 @@ rendered as images; trained with the contrastive loss alone.
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
@@ -111,9 +110,13 @@ class Clippo(ContrastiveModel):
             )
         if images.shape[0] == 0:
             raise ValueError("`images` is empty.")
-        if not preprocessed:
+        if preprocessed:
+            images = images.astype("float32")
+        else:
             images = self._preprocess_images(images)
-        return self._batched(self.backbone.embed_images, images, batch_size)
+        return self._encode_in_batches(
+            self.backbone.embed_images, images, batch_size
+        )
 
     def encode_rendered_texts(self, text_images, batch_size=64):
         """Embeds texts that are already rendered, `[B, S, S, 3]` in
@@ -131,6 +134,21 @@ class Clippo(ContrastiveModel):
         Returns:
             numpy float32 `[B, out_dim]`, L2-normalised.
         """
+        return self._encode_in_batches(
+            self.backbone.embed_codepoints,
+            self.text_codepoints(texts),
+            batch_size,
+        )
+
+    def text_codepoints(self, texts) -> np.ndarray:
+        """The code points `encode_texts` renders: int32
+        `[B, sequence_length]`, cut to the preprocessor's length as in
+        training and padded with -1 (which renders nothing), so every call
+        has one shape.
+
+        Args:
+            texts: A string or a list of strings.
+        """
         if isinstance(texts, str | bytes):
             texts = [texts]
         texts = list(texts)
@@ -138,11 +156,11 @@ class Clippo(ContrastiveModel):
             raise ValueError("`texts` is empty.")
         if not all(isinstance(t, str | bytes) for t in texts):
             raise TypeError("`texts` must be strings.")
-        codepoints = self.backbone.text_renderer.codepoints(texts)
-        codepoints = codepoints[:, : self.preprocessor.sequence_length]
-        return self._batched(
-            self.backbone.embed_codepoints, codepoints, batch_size
-        )
+        length = self.preprocessor.sequence_length
+        raw = self.backbone.text_renderer.codepoints(texts)[:, :length]
+        codepoints = np.full((len(raw), length), -1, np.int32)
+        codepoints[:, : raw.shape[1]] = raw
+        return codepoints
 
     def similarity(self, images, texts, preprocessed: bool = False):
         """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T`, `[B_i, B_t]`.
@@ -163,11 +181,3 @@ class Clippo(ContrastiveModel):
         dummy_texts = [""] * len(images)
         inputs = self.preprocessor({"images": images, "texts": dummy_texts})
         return _to_numpy(inputs["images"])
-
-    @staticmethod
-    def _batched(fn, inputs, batch_size):
-        outputs = [
-            _to_numpy(fn(ops.convert_to_tensor(inputs[i : i + batch_size])))
-            for i in range(0, len(inputs), batch_size)
-        ]
-        return np.concatenate(outputs, axis=0)

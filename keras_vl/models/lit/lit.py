@@ -224,7 +224,9 @@ class LiT(ContrastiveModel):
             numpy float32 `[B, D]`, L2-normalised.
         """
         images = self._check_images(images, preprocessed)
-        return self._batched(self.backbone.embed_images, images, batch_size)
+        return self._encode_in_batches(
+            self.backbone.embed_images, images, batch_size
+        )
 
     def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
         """Embeds texts.
@@ -240,7 +242,9 @@ class LiT(ContrastiveModel):
             numpy float32 `[B, D]`, L2-normalised.
         """
         inputs = self.text_inputs(texts)
-        return self._batched(self.backbone.embed_texts, inputs, batch_size)
+        return self._encode_in_batches(
+            self.backbone.embed_texts, inputs, batch_size
+        )
 
     def similarity(
         self, images, texts, preprocessed: bool = False
@@ -334,25 +338,6 @@ class LiT(ContrastiveModel):
                 "with `preprocessed=True`."
             )
         return _to_numpy(self.preprocessor({"images": images})["images"])
-
-    @staticmethod
-    def _batched(fn, inputs, batch_size):
-        if isinstance(inputs, dict):
-            size = len(next(iter(inputs.values())))
-
-            def batch(i):
-                return {
-                    k: keras.ops.convert_to_tensor(v[i : i + batch_size])
-                    for k, v in inputs.items()
-                }
-        else:
-            size = len(inputs)
-
-            def batch(i):
-                return keras.ops.convert_to_tensor(inputs[i : i + batch_size])
-
-        outputs = [_to_numpy(fn(batch(i))) for i in range(0, size, batch_size)]
-        return np.concatenate(outputs, axis=0)
 
     # --- Cached image features --------------------------------------------
 

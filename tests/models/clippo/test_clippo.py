@@ -125,6 +125,31 @@ def test_outputs_are_normalised_and_multilingual():
     np.testing.assert_allclose(z[5], z[6], atol=1e-6)
 
 
+def test_inputs_over_one_batch_run_compiled_and_agree():
+    model = tiny_clippo()
+    images = pixel_batch(batch=5)
+    texts = ["a red circle", "Привет", "", "blue", "a green star"]
+    # One batch: eager. Batches of 2: compiled, the last one padded.
+    for encode, inputs in [
+        (model.encode_images, images),
+        (model.encode_texts, texts),
+    ]:
+        eager = encode(inputs)
+        compiled = encode(inputs, batch_size=2)
+        assert compiled.shape == eager.shape == (5, 16)
+        assert compiled.dtype == np.float32
+        np.testing.assert_allclose(compiled, eager, atol=1e-5)
+    # The compiled encoder shares the model's weights: it sees updates.
+    before = model.encode_texts(texts, batch_size=2)
+    head = model.backbone.vision_encoder.get_layer("head")
+    head.kernel.assign(head.kernel * 2.0 + 0.1)
+    after = model.encode_texts(texts, batch_size=2)
+    np.testing.assert_allclose(after, model.encode_texts(texts), atol=1e-5)
+    assert np.abs(after - before).max() > 1e-3
+    with pytest.raises(ValueError, match="batch_size"):
+        model.encode_texts(texts, batch_size=0)
+
+
 def test_preprocessor_numpy_and_tf_data_agree():
     import tensorflow as tf
 

@@ -224,6 +224,17 @@ def test_keras_hub_resnet_and_bert_towers():
         unit(dense(backbone.text_projection, cls)),
         atol=1e-5,
     )
+    # Over one batch, the dict of text inputs runs compiled, padded.
+    np.testing.assert_allclose(
+        model.encode_texts(texts, batch_size=3),
+        model.encode_texts(texts),
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        model.encode_images(images, preprocessed=True, batch_size=3),
+        model.encode_images(images, preprocessed=True),
+        atol=1e-5,
+    )
 
     # Locked: batch norm keeps its moving statistics in a training pass.
     x = {"images": images, **inputs}
