@@ -57,10 +57,10 @@ class DemoConfig:
             than the dataset's default (0.12-0.30): at 48 pixels the
             smallest would be under 6 pixels across a radius, and shape,
             not colour, is what the model learns slowly; with 0.18-0.30
-            seen-class accuracy rises from about 65 % to 81-85 % in the
-            same 1000 steps. Held-out accuracy does not rise with it: the
-            embeddings separate colours far more than shapes, so a new
-            combination lands nearest a seen one of the same colour.
+            seen-class accuracy (softmax loss) rises from about 65 % to
+            81-86 % in the same 1000 steps. Held-out accuracy does not rise
+            with it: the embeddings separate colours far more than shapes,
+            so a new combination lands nearest a seen one of its colour.
         font_size: Line height of the rendered captions; 12 px gives four
             lines of about nine characters at 48 px, enough for every
             demo caption.
@@ -84,6 +84,12 @@ class DemoConfig:
             rendered in place of the image), as CLIPPO's `image_texts`.
         batch_size: Image-caption pairs per step.
         steps: Training steps.
+        loss: `"sigmoid"` (SigLIP) or `"softmax"` (CLIP, the CLIPPO
+            paper's). Over the same 1000 steps the sigmoid loss reaches
+            93 % seen-class accuracy where softmax reaches 81-86 %: with 12
+            classes a batch of 64 holds about five pairs of each, which
+            softmax must rank against each other, while sigmoid scores
+            every pair on its own.
         temperature_init: Initial logit scale of the contrastive loss.
         learning_rate: Peak learning rate.
         warmup_steps: Linear warmup steps before the cosine decay.
@@ -113,6 +119,7 @@ class DemoConfig:
     text_pair_fraction: float = 0.25
     batch_size: int = 64
     steps: int = 1000
+    loss: str = "sigmoid"
     temperature_init: float = 10.0
     learning_rate: float = 1e-3
     warmup_steps: int = 100
@@ -205,7 +212,10 @@ def build_model(config: DemoConfig, seed: int = 0):
         sequence_length=config.sequence_length,
     )
     model = Clippo(
-        backbone, preprocessor, temperature_init=config.temperature_init
+        backbone,
+        preprocessor,
+        loss=config.loss,
+        temperature_init=config.temperature_init,
     )
     warmup = min(config.warmup_steps, config.steps - 1)
     # Linear warmup to the peak, then cosine decay to zero at the end.
@@ -610,7 +620,8 @@ def run_demo(
     print(
         f"CLIPPO: ViT {config.width}w x {config.depth} blocks, patch "
         f"{config.patch_size}, {model.count_params():,} parameters; "
-        f"{config.steps} steps of {config.batch_size} pairs"
+        f"{config.steps} steps of {config.batch_size} pairs, "
+        f"{config.loss} loss"
     )
     evaluator = Evaluator(dataset, config, seed)
     history = train(model, dataset, config, evaluator, seed)
