@@ -1,7 +1,6 @@
 """The contrastive Task base shared by CLIPPO, LiT and LIMoE."""
 
 import math
-import weakref
 
 import keras
 import numpy as np
@@ -18,10 +17,6 @@ from keras_vl.losses import (
 )
 
 LOSS_TYPES = ("softmax", "sigmoid")
-# Compiled inference models of each `ContrastiveModel`, by embedding
-# function and input signature. Kept outside the model so Keras does not
-# track them as sublayers (they only reuse the model's own layers).
-_COMPILED_ENCODERS = weakref.WeakKeyDictionary()
 
 
 class ContrastiveTraining:
@@ -198,6 +193,10 @@ class ContrastiveModel(ContrastiveTraining, Task):
         self.temperature_init = temperature_init
         self.bias_init = bias_init
         self.max_logit_scale = max_logit_scale
+        # Helper models over this model's own layers, built on demand. A
+        # plain dict set past Keras's attribute tracking, so they are
+        # neither tracked as sublayers nor saved.
+        object.__setattr__(self, "_helper_models", {})
 
     def get_config(self):
         config = super().get_config()
@@ -246,13 +245,12 @@ class ContrastiveModel(ContrastiveTraining, Task):
         signature = tuple(
             (name, x.shape[1:], x.dtype.name) for name, x in arrays.items()
         )
-        key = (embed.__name__, signature)
-        encoders = _COMPILED_ENCODERS.setdefault(self, {})
-        if key not in encoders:
+        key = ("encoder", embed.__name__, signature)
+        if key not in self._helper_models:
             symbols = {
                 name: keras.Input(x.shape[1:], dtype=x.dtype.name, name=name)
                 for name, x in arrays.items()
             }
             inputs = symbols if None not in symbols else symbols[None]
-            encoders[key] = keras.Model(inputs, embed(inputs))
-        return encoders[key]
+            self._helper_models[key] = keras.Model(inputs, embed(inputs))
+        return self._helper_models[key]

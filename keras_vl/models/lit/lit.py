@@ -68,15 +68,6 @@ def _reinitialize(layer: keras.Layer) -> None:
         variable.assign(value)
 
 
-class _Cache:
-    """Helper models built on demand. A plain object, so Keras neither
-    tracks nor saves what it holds."""
-
-    def __init__(self):
-        self.feature_extractor = None
-        self.cached_features_model = None
-
-
 @keras.saving.register_keras_serializable(package="keras_vl")
 class LiT(ContrastiveModel):
     """LiT task: contrastive tuning of two towers, one usually locked.
@@ -195,7 +186,6 @@ class LiT(ContrastiveModel):
             **kwargs,
         )
         self.lock = lock
-        object.__setattr__(self, "_helpers", _Cache())
 
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> "LiT":
@@ -400,13 +390,13 @@ class LiT(ContrastiveModel):
                 .batch(batch_size)
                 .map(select)
             )
-        helpers = self._helpers
-        if helpers.feature_extractor is None:
+        helpers = self._helper_models
+        if "feature_extractor" not in helpers:
             images = keras.Input(shape=self.backbone.image_shape, name="images")
-            helpers.feature_extractor = keras.Model(
+            helpers["feature_extractor"] = keras.Model(
                 images, self.backbone.image_tower(images)
             )
-        features = helpers.feature_extractor.predict(dataset, verbose=0)
+        features = helpers["feature_extractor"].predict(dataset, verbose=0)
         return np.asarray(features, "float32")
 
     def cached_features_model(self) -> keras.Model:
@@ -430,15 +420,15 @@ class LiT(ContrastiveModel):
                 "Training on cached image features needs a locked image "
                 f"tower (lock 'L?'). This model has lock={self.lock!r}."
             )
-        helpers = self._helpers
-        if helpers.cached_features_model is None:
+        helpers = self._helper_models
+        if "cached_features_model" not in helpers:
             model = _CachedFeaturesModel(self)
             optimizer = self.optimizer
             if optimizer is not None:
                 optimizer = type(optimizer).from_config(optimizer.get_config())
             model.compile(optimizer=optimizer or "auto")
-            helpers.cached_features_model = model
-        return helpers.cached_features_model
+            helpers["cached_features_model"] = model
+        return helpers["cached_features_model"]
 
     def fit_cached(
         self,
