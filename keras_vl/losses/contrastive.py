@@ -15,6 +15,14 @@ Both compute in float32 whatever the input dtype (mixed precision), take
 L2-normalised embeddings and an already exponentiated scale (see
 `logit_scale_from_log`), and return a scalar.
 
+Positives. By default pair `i` is image `i`'s only match. When a batch
+holds several pairs of one kind (few classes, or captions that describe
+many images, like "a red shape"), the other matches are false negatives.
+An optional `positives` matrix `P` (`[B, B]`, rows images, columns texts,
+the diagonal always included) marks them: the sigmoid loss labels every
+`P_ij` pair `+1`, and the softmax loss spreads each row's (column's)
+target evenly over its positives, `-sum_j P_ij / sum_k P_ik log p_ij`.
+
 Global batch. On JAX (`keras.distribution.DataParallel` included), PyTorch
 and single-replica TensorFlow the embeddings passed in already are the
 global batch. Under a multi-replica `tf.distribute` strategy each replica
@@ -33,6 +41,8 @@ reported loss back by `num_replicas` before averaging it for the logs.
 import math
 from typing import Any
 
+import keras
+import numpy as np
 from keras import ops
 
 from keras_vl import distribute
@@ -120,6 +130,7 @@ def softmax_contrastive_loss(
     image_embeddings: Any,
     text_embeddings: Any,
     logit_scale: Any,
+    positives: Any | None = None,
 ) -> Any:
     """CLIP's symmetric softmax contrastive loss over the global batch.
 
@@ -136,6 +147,14 @@ def softmax_contrastive_loss(
             pairs with image `i`.
         logit_scale: Scalar scale `s` (shape `()` or `(1,)`), already
             exponentiated, e.g. `logit_scale_from_log(t)`.
+        positives: Optional `[B, B]` matrix (bool, or numbers where nonzero
+            is true) marking which texts (columns) describe which images
+            (rows), for batches that hold several pairs of one kind. Each
+            image's target is then spread evenly over its positive texts,
+            and each text's over its positive images. The diagonal always
+            counts as positive. Defaults to the diagonal alone. Under
+            `tf.distribute`, pass this replica's rows (`[B_local, B]`), as
+            a distributed dataset splits a `[B, B]` target.
 
     Returns:
         A float32 scalar: the mean loss over the global batch (under a
@@ -161,11 +180,16 @@ def softmax_contrastive_loss(
         image_embeddings, text_embeddings, logit_scale
     )
     all_img, all_txt, labels, global_size = _global_batch(local_img, local_txt)
+    image_rows, text_rows = _positive_masks(positives, labels, all_img)
     # Image -> text: local images against all texts; text -> image: local
     # texts against all images. Both are the rows of the global L (resp.
     # L^T) that this replica owns.
-    i2t = _cross_entropy(_scaled_similarity(local_img, all_txt, scale), labels)
-    t2i = _cross_entropy(_scaled_similarity(local_txt, all_img, scale), labels)
+    i2t = _cross_entropy(
+        _scaled_similarity(local_img, all_txt, scale), image_rows
+    )
+    t2i = _cross_entropy(
+        _scaled_similarity(local_txt, all_img, scale), text_rows
+    )
     return 0.5 * (ops.sum(i2t) + ops.sum(t2i)) / global_size
 
 
@@ -174,6 +198,7 @@ def sigmoid_contrastive_loss(
     text_embeddings: Any,
     logit_scale: Any,
     logit_bias: Any,
+    positives: Any | None = None,
 ) -> Any:
     """SigLIP's pairwise sigmoid loss over the global batch.
 
@@ -192,6 +217,11 @@ def sigmoid_contrastive_loss(
             `t = log(10)`.
         logit_bias: Scalar bias `b` (shape `()` or `(1,)`); SigLIP
             initialises it to -10.
+        positives: Optional `[B, B]` matrix (bool, or numbers where nonzero
+            is true) of the pairs labelled `+1`: which texts (columns)
+            describe which images (rows). The diagonal always counts as
+            positive. Defaults to the diagonal alone. Under
+            `tf.distribute`, pass this replica's rows (`[B_local, B]`).
 
     Returns:
         A float32 scalar: the mean over images of the per-image loss (under a
@@ -211,9 +241,9 @@ def sigmoid_contrastive_loss(
         image_embeddings, text_embeddings, logit_scale
     )
     bias = _as_scalar(logit_bias, "logit_bias")
-    _, all_txt, labels, global_size = _global_batch(local_img, local_txt)
+    all_img, all_txt, labels, global_size = _global_batch(local_img, local_txt)
     logits = _scaled_similarity(local_img, all_txt, scale) + bias
-    positive = _label_mask(labels, ops.shape(logits)[1])
+    positive, _ = _positive_masks(positives, labels, all_img)
     signs = ops.where(positive, 1.0, -1.0)
     nll = -ops.sum(ops.log_sigmoid(signs * logits))
     return nll / global_size
@@ -265,12 +295,17 @@ def text_to_image_accuracy(logits: Any) -> Any:
     return _top1_accuracy(logits, axis=0)
 
 
-def contrastive_accuracy(logits: Any) -> tuple[Any, Any]:
+def contrastive_accuracy(
+    logits: Any, positives: Any | None = None
+) -> tuple[Any, Any]:
     """In-batch top-1 retrieval accuracy in both directions.
 
     Args:
         logits: Square `[B, B]` image-text logits (rows are images, columns
             texts), e.g. from `contrastive_logits`.
+        positives: Optional `[B, B]` matrix of the pairs that count as
+            matches besides the diagonal (as in the losses): a top-1 hit
+            is any positive.
 
     Returns:
         `(image_to_text, text_to_image)` float32 scalars in [0, 1].
@@ -287,7 +322,51 @@ def contrastive_accuracy(logits: Any) -> tuple[Any, Any]:
     ```
     """
     logits = _as_square_logits(logits)
-    return _top1_accuracy(logits, axis=1), _top1_accuracy(logits, axis=0)
+    matches = None
+    if positives is not None:
+        size = ops.shape(logits)[0]
+        own = _label_mask(ops.arange(size, dtype="int32"), size)
+        matches = ops.logical_or(_as_positives(positives, size, size), own)
+    return (
+        _top1_accuracy(logits, axis=1, matches=matches),
+        _top1_accuracy(logits, axis=0, matches=matches),
+    )
+
+
+def positive_mask(positives: Any) -> Any:
+    """A positives matrix (bool, or numbers where nonzero is true) as a
+    boolean tensor; raises a clear `TypeError` for anything else.
+
+    Args:
+        positives: Array-like marking which texts describe which images.
+
+    Returns:
+        A boolean tensor of the same shape.
+
+    Example:
+
+    ```python
+    from keras_vl.losses import positive_mask
+
+    positive_mask([[1, 0], [1, 1]])  # [[True, False], [True, True]]
+    ```
+    """
+    dtype = getattr(positives, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(positives).dtype
+    try:
+        dtype = keras.backend.standardize_dtype(dtype)
+    except ValueError:
+        dtype = str(dtype)
+    if dtype != "bool" and "int" not in dtype and "float" not in dtype:
+        raise TypeError(
+            "`positives` must be a boolean or numeric [batch, batch] "
+            f"matrix. Received dtype {dtype}"
+        )
+    positives = ops.convert_to_tensor(positives)
+    if dtype == "bool":
+        return positives
+    return ops.not_equal(positives, ops.zeros_like(positives))
 
 
 # === Internals ===
@@ -372,11 +451,58 @@ def _label_mask(labels: Any, num_columns: Any) -> Any:
     return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(columns, 0))
 
 
-def _cross_entropy(logits: Any, labels: Any) -> Any:
-    """Per-row softmax cross-entropy against integer column labels."""
+def _positive_masks(
+    positives: Any | None, labels: Any, all_img: Any
+) -> tuple[Any, Any]:
+    """Boolean masks of the positive pairs of this replica's rows: images
+    against all texts, and texts against all images (`[B_local, B]` each).
+
+    `labels` holds the global column of each local row's own pair, which is
+    always positive.
+    """
+    global_size = ops.shape(all_img)[0]
+    own = _label_mask(labels, global_size)
+    if positives is None:
+        return own, own
+    positives = _as_positives(positives, ops.shape(labels)[0], global_size)
+    image_rows = ops.logical_or(positives, own)
+    if distribute.num_replicas_in_sync() > 1:
+        # A text's positive images are a column of the global matrix, held
+        # by every replica's rows.
+        everything = distribute.all_gather(ops.cast(image_rows, "int32"))
+        everything = ops.cast(everything, "bool")
+    else:
+        everything = image_rows
+    text_rows = ops.take(ops.transpose(everything), labels, axis=0)
+    return image_rows, text_rows
+
+
+def _as_positives(positives: Any, local_size: Any, global_size: Any) -> Any:
+    positives = positive_mask(positives)
+    shape = tuple(positives.shape)
+    expected = tuple(
+        size if isinstance(size, int) else None
+        for size in (local_size, global_size)
+    )
+    if len(shape) != 2 or any(
+        want is not None and got is not None and want != got
+        for want, got in zip(expected, shape, strict=True)
+    ):
+        raise ValueError(
+            "`positives` must be a [batch, batch] matrix (rows: images, "
+            "columns: texts) matching the embeddings' batch. Received: "
+            f"positives.shape={shape}, expected {expected}"
+        )
+    return positives
+
+
+def _cross_entropy(logits: Any, positive: Any) -> Any:
+    """Per-row softmax cross-entropy against the uniform distribution over
+    each row's positive columns (one-hot for plain pairs)."""
     log_probs = ops.log_softmax(logits, axis=1)
-    positive = _label_mask(labels, ops.shape(logits)[1])
-    return -ops.sum(ops.where(positive, log_probs, 0.0), axis=1)
+    positive = ops.cast(positive, log_probs.dtype)
+    targets = positive / ops.sum(positive, axis=1, keepdims=True)
+    return -ops.sum(targets * log_probs, axis=1)
 
 
 def _as_square_logits(logits: Any) -> Any:
@@ -390,7 +516,16 @@ def _as_square_logits(logits: Any) -> Any:
     return logits
 
 
-def _top1_accuracy(logits: Any, axis: int) -> Any:
+def _top1_accuracy(logits: Any, axis: int, matches: Any = None) -> Any:
+    """Share of rows (`axis=1`) or columns (`axis=0`) whose best-scoring
+    entry is a match: the diagonal, or any True of `matches`."""
     predicted = ops.argmax(logits, axis=axis)
-    target = ops.arange(ops.shape(logits)[0], dtype=predicted.dtype)
-    return ops.mean(ops.cast(ops.equal(predicted, target), "float32"))
+    if matches is None:
+        target = ops.arange(ops.shape(logits)[0], dtype=predicted.dtype)
+        return ops.mean(ops.cast(ops.equal(predicted, target), "float32"))
+    if axis == 0:
+        matches = ops.transpose(matches)
+    hits = ops.take_along_axis(
+        matches, ops.expand_dims(ops.cast(predicted, "int32"), 1), axis=1
+    )
+    return ops.mean(ops.cast(hits, "float32"))

@@ -12,6 +12,7 @@ from keras_vl.losses import (
     contrastive_accuracy,
     contrastive_logits,
     logit_scale_from_log,
+    positive_mask,
     sigmoid_contrastive_loss,
     softmax_contrastive_loss,
 )
@@ -73,11 +74,25 @@ class ContrastiveTraining:
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
+        """The contrastive loss, plus any compiled loss and `self.losses`.
+
+        `y`, when given (the targets of `fit`), is the positives matrix of
+        `keras_vl.losses`: a `[batch, batch]` boolean matrix marking which
+        texts (columns) describe which images (rows), for batches that
+        hold several pairs of one kind; numbers work too (nonzero is
+        true), and are needed under `tf.distribute`, whose Keras trainer
+        cannot reduce a boolean batch across replicas. Without `y`, each
+        image's only positive is its own text.
+        """
         image_embeddings = y_pred["image_embeddings"]
         text_embeddings = y_pred["text_embeddings"]
+        positives = None if y is None else _positives_from_targets(y)
         if self.loss_type == "softmax":
             loss = softmax_contrastive_loss(
-                image_embeddings, text_embeddings, self.logit_scale
+                image_embeddings,
+                text_embeddings,
+                self.logit_scale,
+                positives=positives,
             )
         else:
             loss = sigmoid_contrastive_loss(
@@ -85,13 +100,20 @@ class ContrastiveTraining:
                 text_embeddings,
                 self.logit_scale,
                 self.logit_bias,
+                positives=positives,
             )
         # In-batch accuracies over the global batch, as on one device: under
         # tf.distribute every replica gathers all rows (identity elsewhere).
         all_images, all_texts = distribute.all_gather(
             (image_embeddings, text_embeddings)
         )
-        i2t, t2i = contrastive_accuracy(self.logits(all_images, all_texts))
+        if positives is not None:
+            positives = ops.cast(
+                distribute.all_gather(ops.cast(positives, "int32")), "bool"
+            )
+        i2t, t2i = contrastive_accuracy(
+            self.logits(all_images, all_texts), positives
+        )
         self.image_to_text_accuracy.update_state(i2t)
         self.text_to_image_accuracy.update_state(t2i)
         # The compiled loss (if any) and `self.losses` (auxiliary losses),
@@ -106,6 +128,16 @@ class ContrastiveTraining:
             training=training,
         )
         return loss + ops.cast(extra, loss.dtype)
+
+
+def _positives_from_targets(y):
+    if isinstance(y, dict | list | tuple):
+        raise ValueError(
+            "A contrastive model's targets `y` must be one [batch, batch] "
+            "positives matrix (rows: images, columns: texts), or None. "
+            f"Received a {type(y).__name__}."
+        )
+    return positive_mask(y)
 
 
 class ContrastiveModel(ContrastiveTraining, Task):

@@ -47,20 +47,39 @@ def _log_softmax(x, axis):
     return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
 
 
-def reference_softmax_loss(zimg, ztxt, scale):
+def _positives_or_diagonal(positives, size):
+    """The boolean positives matrix the losses use: given pairs plus the
+    diagonal, or the diagonal alone."""
+    diagonal = np.eye(size, dtype=bool)
+    if positives is None:
+        return diagonal
+    return np.asarray(positives, bool) | diagonal
+
+
+def reference_softmax_loss(zimg, ztxt, scale, positives=None):
     logits = float(np.squeeze(scale)) * np.float64(zimg) @ np.float64(ztxt).T
-    i2t = -np.diag(_log_softmax(logits, axis=1))
-    t2i = -np.diag(_log_softmax(logits, axis=0))
+    positive = _positives_or_diagonal(positives, len(logits))
+    # Each row's (column's) target is uniform over its positives.
+    i2t = -np.sum(
+        positive / positive.sum(1, keepdims=True) * _log_softmax(logits, 1), 1
+    )
+    t2i = -np.sum(
+        positive / positive.sum(0, keepdims=True) * _log_softmax(logits, 0), 0
+    )
     return float(np.mean(0.5 * (i2t + t2i)))
 
 
-def reference_sigmoid_loss(zimg, ztxt, scale, bias):
+def reference_sigmoid_loss(zimg, ztxt, scale, bias, positives=None):
     logits = float(np.squeeze(scale)) * np.float64(zimg) @ np.float64(ztxt).T
     logits += float(np.squeeze(bias))
-    signs = 2.0 * np.eye(len(logits)) - 1.0
+    signs = 2.0 * _positives_or_diagonal(positives, len(logits)) - 1.0
     # log sigmoid(x) = -log(1 + exp(-x)), stably.
     log_sigmoid = -np.logaddexp(0.0, -signs * logits)
     return float(np.mean(-log_sigmoid.sum(axis=1)))
+
+
+def _random_positives(rng, size, share=0.3):
+    return rng.uniform(size=(size, size)) < share
 
 
 def _unit_rows(rng, batch, dim, dtype="float32"):
@@ -139,6 +158,72 @@ def test_losses_match_float64_reference(batch):
         )
 
 
+@pytest.mark.parametrize("batch", [1, 5, 16])
+def test_losses_with_positives_match_float64_reference(batch):
+    rng = np.random.default_rng(100 + batch)
+    zimg, ztxt = _unit_rows(rng, batch, 8), _unit_rows(rng, batch, 8)
+    positives = _random_positives(rng, batch)
+    for scale, bias in [(1.0, 0.0), (10.0, -10.0), (50.0, -2.0)]:
+        expected_softmax = reference_softmax_loss(zimg, ztxt, scale, positives)
+        expected_sigmoid = reference_sigmoid_loss(
+            zimg, ztxt, scale, bias, positives
+        )
+        # Bool, int and float matrices mean the same.
+        for mask in (positives, positives.astype("int32"), 1.0 * positives):
+            np.testing.assert_allclose(
+                to_numpy(softmax_contrastive_loss(zimg, ztxt, scale, mask)),
+                expected_softmax,
+                rtol=1e-5,
+                atol=1e-6,
+            )
+            np.testing.assert_allclose(
+                to_numpy(
+                    sigmoid_contrastive_loss(zimg, ztxt, scale, bias, mask)
+                ),
+                expected_sigmoid,
+                rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+def test_positives_change_the_loss_and_always_include_the_diagonal():
+    rng = np.random.default_rng(3)
+    zimg, ztxt = _unit_rows(rng, 6, 8), _unit_rows(rng, 6, 8)
+    default = [
+        to_numpy(softmax_contrastive_loss(zimg, ztxt, 10.0)),
+        to_numpy(sigmoid_contrastive_loss(zimg, ztxt, 10.0, -5.0)),
+    ]
+    # The diagonal alone, given or implied, is the default.
+    for mask in (np.eye(6), np.zeros((6, 6))):
+        np.testing.assert_allclose(
+            to_numpy(softmax_contrastive_loss(zimg, ztxt, 10.0, mask)),
+            default[0],
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            to_numpy(sigmoid_contrastive_loss(zimg, ztxt, 10.0, -5.0, mask)),
+            default[1],
+            rtol=1e-6,
+        )
+    # Pairs 0-3 and 3-0 become positives: both losses change.
+    mask = np.zeros((6, 6), bool)
+    mask[0, 3] = mask[3, 0] = True
+    assert (
+        abs(
+            to_numpy(softmax_contrastive_loss(zimg, ztxt, 10.0, mask))
+            - default[0]
+        )
+        > 1e-3
+    )
+    assert (
+        abs(
+            to_numpy(sigmoid_contrastive_loss(zimg, ztxt, 10.0, -5.0, mask))
+            - default[1]
+        )
+        > 1e-3
+    )
+
+
 def test_losses_are_finite_for_extreme_logits():
     z = np.eye(4, 8, dtype="float32")
     # Every text is the negation of its image: logits of +-100 everywhere.
@@ -212,6 +297,13 @@ def test_accuracy_helpers():
     assert float(to_numpy(i2t)) == 1.0 and float(to_numpy(t2i)) == 1.0
     with pytest.raises(ValueError, match="logits"):
         contrastive_accuracy(np.zeros((2, 3)))
+    # Text 0 also describes image 1: image 1's pick (text 0) and text 0's
+    # pick (image 1) now count; text 1 still picks image 0.
+    positives = np.zeros((3, 3), bool)
+    positives[1, 0] = True
+    i2t, t2i = contrastive_accuracy(logits, positives)
+    np.testing.assert_allclose(to_numpy(i2t), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(t2i), 2 / 3, rtol=1e-6)
 
 
 # === Validation ===
@@ -233,6 +325,22 @@ def test_bad_embeddings_raise(zimg_shape, ztxt_shape, match):
         softmax_contrastive_loss(zimg, ztxt, 10.0)
     with pytest.raises(ValueError, match=match):
         sigmoid_contrastive_loss(zimg, ztxt, 10.0, -10.0)
+
+
+@pytest.mark.parametrize(
+    "positives, error, match",
+    [
+        (np.eye(5, dtype=bool), ValueError, r"positives.shape=\(5, 5\)"),
+        (np.ones(6, bool), ValueError, "positives"),
+        (np.full((6, 6), "yes"), TypeError, "boolean or numeric"),
+    ],
+)
+def test_bad_positives_raise(positives, error, match):
+    z = np.eye(6, 8, dtype="float32")
+    with pytest.raises(error, match=match):
+        softmax_contrastive_loss(z, z, 10.0, positives)
+    with pytest.raises(error, match=match):
+        sigmoid_contrastive_loss(z, z, 10.0, -10.0, positives)
 
 
 def test_non_scalar_scale_and_bias_raise():
@@ -526,6 +634,8 @@ def _report_tf_uneven(strategy):
 
     rng = np.random.default_rng(5)
     zimg, ztxt = _unit_rows(rng, 7, 6), _unit_rows(rng, 7, 6)
+    # Each replica passes its own rows of the positives matrix.
+    positives = _random_positives(rng, 7)
     splits = [(0, 4), (4, 7)]
 
     def local(array):
@@ -535,21 +645,27 @@ def _report_tf_uneven(strategy):
             )
         )
 
-    def step(local_img, local_txt):
+    def step(local_img, local_txt, local_positives):
         with tf.GradientTape() as tape:
             tape.watch([local_img, local_txt])
             softmax = softmax_contrastive_loss(local_img, local_txt, 7.0)
             sigmoid = sigmoid_contrastive_loss(local_img, local_txt, 7.0, -2.0)
-            total = softmax + sigmoid
+            softmax_p = softmax_contrastive_loss(
+                local_img, local_txt, 7.0, local_positives
+            )
+            sigmoid_p = sigmoid_contrastive_loss(
+                local_img, local_txt, 7.0, -2.0, local_positives
+            )
+            total = softmax + sigmoid + softmax_p + sigmoid_p
         grads = tape.gradient(total, [local_img, local_txt])
-        return softmax, sigmoid, grads
+        return softmax, sigmoid, softmax_p, sigmoid_p, grads
 
     @tf.function
-    def distributed_step(local_img, local_txt):
-        return strategy.run(step, args=(local_img, local_txt))
+    def distributed_step(*args):
+        return strategy.run(step, args=args)
 
-    result = distributed_step(local(zimg), local(ztxt))
-    softmax, sigmoid, (grad_img, grad_txt) = result
+    result = distributed_step(local(zimg), local(ztxt), local(positives))
+    softmax, sigmoid, softmax_p, sigmoid_p, (grad_img, grad_txt) = result
 
     def concat(value):
         return np.concatenate(
@@ -564,11 +680,21 @@ def _report_tf_uneven(strategy):
     total = lambda a, b: (  # noqa: E731
         reference_softmax_loss(a, b, 7.0)
         + reference_sigmoid_loss(a, b, 7.0, -2.0)
+        + reference_softmax_loss(a, b, 7.0, positives)
+        + reference_sigmoid_loss(a, b, 7.0, -2.0, positives)
     )
     want_img, want_txt = _numeric_grads(total, [zimg, ztxt])
     return {
         "softmax": [summed(softmax), expected_softmax],
         "sigmoid": [summed(sigmoid), expected_sigmoid],
+        "softmax_positives": [
+            summed(softmax_p),
+            reference_softmax_loss(zimg, ztxt, 7.0, positives),
+        ],
+        "sigmoid_positives": [
+            summed(sigmoid_p),
+            reference_sigmoid_loss(zimg, ztxt, 7.0, -2.0, positives),
+        ],
         "grad_img_diff": float(np.abs(concat(grad_img) - want_img).max()),
         "grad_txt_diff": float(np.abs(concat(grad_txt) - want_txt).max()),
     }
@@ -640,6 +766,8 @@ def test_tf_mirrored_strategy_matches_single_device():
     uneven = report["uneven"]
     np.testing.assert_allclose(*uneven["softmax"], rtol=1e-5)
     np.testing.assert_allclose(*uneven["sigmoid"], rtol=1e-5)
+    np.testing.assert_allclose(*uneven["softmax_positives"], rtol=1e-5)
+    np.testing.assert_allclose(*uneven["sigmoid_positives"], rtol=1e-5)
     assert uneven["grad_img_diff"] < 1e-4, uneven
     assert uneven["grad_txt_diff"] < 1e-4, uneven
 

@@ -8,7 +8,8 @@ loss functions; here the whole task goes through `fit`: the preprocessor in
 and the optimizer. One SGD step on a global batch of 8 must give the same
 reported loss (1e-5 relative), the same in-batch accuracies (over the
 global batch) and the same updated weights, `t` and `b` included (1e-5
-absolute)
+absolute), with and without a positives matrix as `fit`'s targets (whose
+rows each replica receives, while its text-to-image side needs columns)
 
 - under JAX `keras.distribution.DataParallel` on 4 host devices, and
 - under TensorFlow `MirroredStrategy` on 2 logical CPUs,
@@ -77,6 +78,14 @@ def _data():
     return {"images": images, "texts": texts}
 
 
+def _positives():
+    """Extra positive pairs, several across the replicas' row blocks. As
+    int32: Keras's TF trainer cannot reduce a bool batch across replicas."""
+    positives = np.zeros((GLOBAL_BATCH, GLOBAL_BATCH), "int32")
+    positives[[0, 0, 1, 5, 6, 7], [3, 7, 2, 0, 1, 6]] = 1
+    return positives
+
+
 def _initial_weights(loss):
     """Random initial weights, the same in every process; `t` and `b` move
     off their constant initialisers so every weight is generic."""
@@ -92,14 +101,14 @@ def _initial_weights(loss):
     return model.get_weights(), names
 
 
-def _fit_one_step(loss, weights):
+def _fit_one_step(loss, weights, positives=None):
     """One SGD step on the whole global batch through `fit`; returns the
     logs `fit` reports (loss, accuracies) and the updated weights."""
     model = _tiny_clippo(loss)
     model.set_weights(weights)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
     history = model.fit(
-        _data(), batch_size=GLOBAL_BATCH, shuffle=False, verbose=0
+        _data(), positives, batch_size=GLOBAL_BATCH, shuffle=False, verbose=0
     )
     logs = {k: float(v[0]) for k, v in history.history.items()}
     return logs, model.get_weights()
@@ -126,13 +135,18 @@ def _report_jax_data_parallel(loss):
     import jax
 
     initial, names = _initial_weights(loss)
-    single = _fit_one_step(loss, initial)
+    cases = {"diagonal": None, "positives": _positives()}
+    single = {k: _fit_one_step(loss, initial, p) for k, p in cases.items()}
     keras.distribution.set_distribution(keras.distribution.DataParallel())
-    distributed = _fit_one_step(loss, initial)
     return {
         "devices": jax.device_count(),
         "mesh": list(keras.distribution.distribution().device_mesh.shape),
-        **_compare(names, initial, single, distributed),
+        **{
+            k: _compare(
+                names, initial, single[k], _fit_one_step(loss, initial, p)
+            )
+            for k, p in cases.items()
+        },
     }
 
 
@@ -144,13 +158,13 @@ def _report_tf_mirrored(loss):
     # process can collide on collective keys.
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     initial, names = _initial_weights(loss)
-    single = _fit_one_step(loss, initial)
-    with strategy.scope():
-        distributed = _fit_one_step(loss, initial)
-    return {
-        "devices": strategy.num_replicas_in_sync,
-        **_compare(names, initial, single, distributed),
-    }
+    report = {"devices": strategy.num_replicas_in_sync}
+    for case, positives in (("diagonal", None), ("positives", _positives())):
+        single = _fit_one_step(loss, initial, positives)
+        with strategy.scope():
+            distributed = _fit_one_step(loss, initial, positives)
+        report[case] = _compare(names, initial, single, distributed)
+    return report
 
 
 _SUBPROCESS_SCRIPT = """
@@ -185,6 +199,14 @@ def _run_report(function, loss, extra_env):
 
 
 def _check(report, loss):
+    for case in ("diagonal", "positives"):
+        _check_case(report[case], f"{loss}, {case}")
+    # The positives change what the step does.
+    logs = [report[case]["single_logs"] for case in ("diagonal", "positives")]
+    assert abs(logs[0]["loss"] - logs[1]["loss"]) > 1e-3, logs
+
+
+def _check_case(report, loss):
     single, distributed = report["single_logs"], report["distributed_logs"]
     assert (
         set(distributed)
@@ -205,7 +227,7 @@ def _check(report, loss):
     changes = report["weight_changes"]
     assert max(changes.values()) > 1e-2, changes
     assert changes["t"] > 1e-3, changes
-    if loss == "sigmoid":
+    if loss.startswith("sigmoid"):
         assert changes["b"] > 1e-3, changes
     else:
         assert "b" not in changes

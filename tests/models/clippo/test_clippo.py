@@ -194,6 +194,46 @@ def test_fit_reduces_loss(loss):
         assert model.logit_bias is not None
 
 
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+def test_fit_with_positives_as_targets(loss):
+    """`y` marks which texts describe which images: the loss `fit`
+    reports is the loss with those positives, not the diagonal one."""
+    from keras_vl.losses import (
+        sigmoid_contrastive_loss,
+        softmax_contrastive_loss,
+    )
+
+    keras.utils.set_random_seed(0)
+    model = tiny_clippo(loss=loss)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+    pixels = pixel_batch(6, seed=2)
+    texts = ["a red circle", "a red shape", "a blue star"] * 2
+    positives = np.zeros((6, 6), bool)
+    positives[[0, 0, 3, 3], [1, 3, 0, 4]] = True
+    x = {"images": pixels, "texts": texts}
+    images = model.encode_images(pixels)
+    captions = model.encode_texts(texts)
+    scale = float(np.exp(to_numpy(model.log_temperature))[0])
+    if loss == "softmax":
+        expected = [
+            softmax_contrastive_loss(images, captions, scale, p)
+            for p in (positives, None)
+        ]
+    else:
+        bias = float(to_numpy(model.logit_bias)[0])
+        expected = [
+            sigmoid_contrastive_loss(images, captions, scale, bias, p)
+            for p in (positives, None)
+        ]
+    expected = [float(to_numpy(e)) for e in expected]
+    assert abs(expected[0] - expected[1]) > 1e-3
+    for y, want in ((positives, expected[0]), (None, expected[1])):
+        history = model.fit(x, y, batch_size=6, shuffle=False, verbose=0)
+        np.testing.assert_allclose(history.history["loss"][0], want, 1e-5)
+    with pytest.raises(ValueError, match="positives matrix"):
+        model.fit(x, {"positives": positives}, batch_size=6, verbose=0)
+
+
 def test_text_text_and_mixed_batches():
     model = tiny_clippo()
     renderer = model.backbone.text_renderer
