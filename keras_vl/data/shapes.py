@@ -79,6 +79,8 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
 )
 
 _SPLITS = {"train": 0, "held_out": 1, "all": 2}
+# Ids of `_names_in` for a caption naming no colour (or shape), or several.
+_UNNAMED, _CONFLICT = -1, -2
 
 #: Default range of shape radii, as fractions of the image size.
 DEFAULT_RADIUS_RANGE: tuple[float, float] = (0.12, 0.30)
@@ -259,6 +261,61 @@ class ShapesDataset:
             )
         rng = self._rng if seed is None else self._generator(split, seed)
         return self._generate(rng, ids, int(n))
+
+    def caption_positives(
+        self, labels: Sequence[int] | np.ndarray, captions: Sequence[str]
+    ) -> np.ndarray:
+        """Which captions describe which images, as a contrastive target.
+
+        Caption `j` describes image `i` when every colour and shape name it
+        contains is that of class `labels[i]`: "a red circle" describes
+        every red circle, "a red shape" every red image, a caption naming
+        no colour or shape every image, and one naming two colours none.
+        Passed to a contrastive model's `fit` as `y`, this makes every
+        matching pair of a batch a positive, not only the diagonal (see
+        `keras_vl.losses`).
+
+        Args:
+            labels: int class indices of the images, ``[n]``.
+            captions: `m` captions (str or UTF-8 bytes).
+
+        Returns:
+            A bool ``[n, m]`` array.
+
+        Example:
+
+        ```python
+        ds = ShapesDataset()
+        ds.caption_positives(
+            [0, 1], ["a red circle", "a red shape", "a green star"]
+        )  # [[True, True, False], [False, True, False]]
+        ```
+        """
+        labels = np.asarray(labels)
+        if labels.size == 0:  # `[]` reads as float64
+            labels = labels.astype(np.int32)
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"`labels` must be a 1-D int array, got {labels.dtype} "
+                f"{labels.shape}."
+            )
+        if len(labels) and not (
+            0 <= labels.min() and labels.max() < self.num_classes
+        ):
+            raise ValueError(
+                f"`labels` must be in [0, {self.num_classes}), got "
+                f"{labels.min()}..{labels.max()}."
+            )
+        named = np.array(
+            [self._names_in(caption) for caption in captions], np.int32
+        ).reshape(-1, 2)
+        color_ids = labels // len(self.shapes)
+        shape_ids = labels % len(self.shapes)
+        matches = np.ones((len(labels), len(named)), bool)
+        for column, ids in ((0, color_ids), (1, shape_ids)):
+            said = named[None, :, column]
+            matches &= (said == _UNNAMED) | (said == ids[:, None])
+        return matches
 
     def as_numpy_batches(
         self,
@@ -499,6 +556,31 @@ class ShapesDataset:
             background="noisy" if noisy else "plain",
         )
         return _ARTICLE.sub(r"\1n ", text)
+
+    def _names_in(self, caption: str | bytes) -> tuple[int, int]:
+        """(colour id, shape id) named by `caption`: `_UNNAMED` for none,
+        `_CONFLICT` for several different ones."""
+        if isinstance(caption, bytes):
+            caption = caption.decode("utf-8", errors="replace")
+        if not isinstance(caption, str):
+            raise ValueError(
+                f"`captions` must be strings, got {type(caption).__name__}."
+            )
+        named = []
+        for names in (self.colors, self.shapes):
+            found = {
+                i
+                for i, name in enumerate(names)
+                if re.search(rf"\b{re.escape(name)}\b", caption)
+            }
+            named.append(
+                found.pop()
+                if len(found) == 1
+                else _CONFLICT
+                if found
+                else _UNNAMED
+            )
+        return named[0], named[1]
 
     def _resolve_held_out(self, held_out) -> list[tuple[str, str]]:
         if held_out is None:

@@ -231,6 +231,47 @@ def test_shapes_differ_in_silhouette():
             assert differing > 0.01, (a, b)
 
 
+def test_caption_positives_follow_the_named_color_and_shape():
+    ds = ShapesDataset()
+    red_circle = ds.classes.index(("red", "circle"))
+    green_star = ds.classes.index(("green", "star"))
+    captions = [
+        "a red circle",
+        "a red shape",
+        "the circle is green",
+        "a green star",
+        "something",
+        "a red or green star",
+        b"the star",
+    ]
+    positives = ds.caption_positives([red_circle, green_star], captions)
+    assert positives.dtype == bool and positives.shape == (2, 7)
+    np.testing.assert_array_equal(
+        positives,
+        [
+            [True, True, False, False, True, False, False],
+            [False, False, False, True, True, False, True],
+        ],
+    )
+    # Each sampled image is described by its own full caption, and the
+    # matrix is its class-equality matrix when every caption is full.
+    batch = ds.sample(24, seed=4)
+    positives = ds.caption_positives(batch["labels"], batch["captions"])
+    labels = batch["labels"]
+    np.testing.assert_array_equal(positives, labels[:, None] == labels)
+
+
+def test_caption_positives_validation():
+    ds = ShapesDataset()
+    with pytest.raises(ValueError, match="labels"):
+        ds.caption_positives([0.5], ["a red circle"])
+    with pytest.raises(ValueError, match="labels"):
+        ds.caption_positives([ds.num_classes], ["a red circle"])
+    with pytest.raises(ValueError, match="captions"):
+        ds.caption_positives([0], [3])
+    assert ds.caption_positives([], []).shape == (0, 0)
+
+
 def test_numpy_batches():
     ds = ShapesDataset(image_size=32)
     batches = list(ds.as_numpy_batches("train", 5, num_batches=3, seed=2))
