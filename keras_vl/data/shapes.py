@@ -263,20 +263,25 @@ class ShapesDataset:
         return self._generate(rng, ids, int(n))
 
     def caption_positives(
-        self, labels: Sequence[int] | np.ndarray, captions: Sequence[str]
+        self, images: Sequence[Any] | np.ndarray, captions: Sequence[str]
     ) -> np.ndarray:
         """Which captions describe which images, as a contrastive target.
 
         Caption `j` describes image `i` when every colour and shape name it
-        contains is that of class `labels[i]`: "a red circle" describes
-        every red circle, "a red shape" every red image, a caption naming
-        no colour or shape every image, and one naming two colours none.
-        Passed to a contrastive model's `fit` as `y`, this makes every
-        matching pair of a batch a positive, not only the diagonal (see
-        `keras_vl.losses`).
+        contains is image `i`'s: "a red circle" describes every red circle,
+        "a red shape" every red image, a caption naming no colour or shape
+        every image, and one naming two colours none. Passed to a
+        contrastive model's `fit` as `y`, this makes every matching pair of
+        a batch a positive, not only the diagonal (see `keras_vl.losses`).
 
         Args:
-            labels: int class indices of the images, ``[n]``.
+            images: what each of the `n` images shows: an int array of
+                class indices, or a sequence whose items are each a class
+                index, a ``(colour, shape)`` pair where either may be
+                `None` (a colour or shape the captions cannot name, e.g.
+                a shape drawn in another dataset's hue), or a caption (a
+                text rendered in the image's place, as in CLIPPO's
+                text-text pairs; it shows what it names).
             captions: `m` captions (str or UTF-8 bytes).
 
         Returns:
@@ -287,35 +292,63 @@ class ShapesDataset:
         ```python
         ds = ShapesDataset()
         ds.caption_positives(
-            [0, 1], ["a red circle", "a red shape", "a green star"]
-        )  # [[True, True, False], [False, True, False]]
+            [0, (None, "circle")],
+            ["a red circle", "a red shape", "a circle"],
+        )  # [[True, True, True], [False, False, True]]
         ```
         """
-        labels = np.asarray(labels)
-        if labels.size == 0:  # `[]` reads as float64
-            labels = labels.astype(np.int32)
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(
-                f"`labels` must be a 1-D int array, got {labels.dtype} "
-                f"{labels.shape}."
-            )
-        if len(labels) and not (
-            0 <= labels.min() and labels.max() < self.num_classes
-        ):
-            raise ValueError(
-                f"`labels` must be in [0, {self.num_classes}), got "
-                f"{labels.min()}..{labels.max()}."
-            )
+        shown = self._shown_ids(images)
         named = np.array(
             [self._names_in(caption) for caption in captions], np.int32
         ).reshape(-1, 2)
-        color_ids = labels // len(self.shapes)
-        shape_ids = labels % len(self.shapes)
-        matches = np.ones((len(labels), len(named)), bool)
-        for column, ids in ((0, color_ids), (1, shape_ids)):
+        matches = np.ones((len(shown), len(named)), bool)
+        for column in (0, 1):
             said = named[None, :, column]
-            matches &= (said == _UNNAMED) | (said == ids[:, None])
+            has = shown[:, None, column]
+            matches &= (said == _UNNAMED) | ((said == has) & (said >= 0))
         return matches
+
+    def _shown_ids(self, images) -> np.ndarray:
+        """(colour id, shape id) of each item of `images` -> int32 [n, 2],
+        with `_UNNAMED` for `None` and `_names_in` ids for captions."""
+        if isinstance(images, str | bytes) or not isinstance(
+            images, Sequence | np.ndarray
+        ):
+            raise ValueError(
+                f"`images` must be a sequence, got {type(images).__name__}."
+            )
+        ids = np.empty((len(images), 2), np.int32)
+        for i, item in enumerate(images):
+            if isinstance(item, str | bytes):
+                ids[i] = self._names_in(item)
+            elif isinstance(item, int | np.integer) and not isinstance(
+                item, bool
+            ):
+                if not 0 <= item < self.num_classes:
+                    raise ValueError(
+                        f"`images` class indices must be in [0, "
+                        f"{self.num_classes}), got {item}."
+                    )
+                ids[i] = divmod(int(item), len(self.shapes))
+            elif (
+                isinstance(item, Sequence)
+                and len(item) == 2
+                and (item[0] is None or item[0] in self.colors)
+                and (item[1] is None or item[1] in self.shapes)
+            ):
+                ids[i] = [
+                    _UNNAMED if name is None else names.index(name)
+                    for name, names in zip(
+                        item, (self.colors, self.shapes), strict=True
+                    )
+                ]
+            else:
+                raise ValueError(
+                    "`images` items must be class indices, (colour, shape) "
+                    f"pairs of {self.colors} and {self.shapes} (or None), or "
+                    f"captions; got {item!r}."
+                )
+        return ids
 
     def as_numpy_batches(
         self,

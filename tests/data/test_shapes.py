@@ -253,6 +253,20 @@ def test_caption_positives_follow_the_named_color_and_shape():
             [False, False, False, True, True, False, True],
         ],
     )
+    # Pairs with unnamed parts, and captions in the image slot.
+    positives = ds.caption_positives(
+        [(None, "circle"), ("red", None), "a red circle", "a red shape"],
+        ["a circle", "a red circle", "a red shape", "something"],
+    )
+    np.testing.assert_array_equal(
+        positives,
+        [
+            [True, False, False, True],
+            [False, False, True, True],
+            [True, True, True, True],
+            [False, False, True, True],
+        ],
+    )
     # Each sampled image is described by its own full caption, and the
     # matrix is its class-equality matrix when every caption is full.
     batch = ds.sample(24, seed=4)
@@ -263,10 +277,14 @@ def test_caption_positives_follow_the_named_color_and_shape():
 
 def test_caption_positives_validation():
     ds = ShapesDataset()
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="images"):
         ds.caption_positives([0.5], ["a red circle"])
-    with pytest.raises(ValueError, match="labels"):
+    with pytest.raises(ValueError, match="images"):
         ds.caption_positives([ds.num_classes], ["a red circle"])
+    with pytest.raises(ValueError, match="images"):
+        ds.caption_positives([("pink", "circle")], ["a red circle"])
+    with pytest.raises(ValueError, match="images"):
+        ds.caption_positives(3, ["a red circle"])
     with pytest.raises(ValueError, match="captions"):
         ds.caption_positives([0], [3])
     assert ds.caption_positives([], []).shape == (0, 0)
