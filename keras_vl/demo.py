@@ -158,7 +158,7 @@ class DemoConfig:
     sequence_length: int = 48
     text_pair_fraction: float = 0.25
     batch_size: int = 64
-    steps: int = 1000
+    steps: int = 1200
     loss: str = "softmax"
     temperature_init: float = 10.0
     learning_rate: float = 2e-3
@@ -197,7 +197,7 @@ class DemoConfig:
             )
 
 
-#: The full demo (`make demo`): about 3.5 minutes on 2 CPU cores.
+#: The full demo (`make demo`): about 4.5 minutes on 2 CPU cores.
 DEFAULT_CONFIG = DemoConfig()
 #: A smoke test: a handful of steps, for `--quick` and the test suite.
 QUICK_CONFIG = DemoConfig(
