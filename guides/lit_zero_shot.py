@@ -321,7 +321,7 @@ def relative_change(before: list[np.ndarray], layer: keras.Layer) -> float:
     return float(np.sqrt(moved / size))
 
 
-def lit_tune(model: LiT, pairs: dict, config: Config, seed: int) -> float:
+def lit_tune(model: LiT, pairs: dict, config: Config) -> float:
     """Runs the contrastive training; returns the wall time in seconds.
 
     A locked image tower computes the same features at every step, so for
@@ -342,17 +342,14 @@ def lit_tune(model: LiT, pairs: dict, config: Config, seed: int) -> float:
             verbose=0,
         )
     else:
-        # keras-hub tasks batch NumPy inputs in order, so the pairs go in
-        # as a tf.data pipeline, reshuffled every epoch like the cached
-        # ones; the model maps its preprocessor over it.
-        dataset = (
-            tf.data.Dataset.from_tensor_slices(
-                {"images": pairs["images"], "texts": pairs["captions"]}
-            )
-            .shuffle(len(pairs["captions"]), seed=seed)
-            .batch(config.lit_batch_size)
+        # `fit` reshuffles the (image, caption) arrays every epoch too; the
+        # model runs its preprocessor on each batch.
+        model.fit(
+            {"images": pairs["images"], "texts": pairs["captions"]},
+            batch_size=config.lit_batch_size,
+            epochs=config.lit_epochs,
+            verbose=0,
         )
-        model.fit(dataset, epochs=config.lit_epochs, shuffle=False, verbose=0)
     return time.perf_counter() - start
 
 
@@ -478,7 +475,7 @@ def main(argv: list[str] | None = None) -> dict:
         backbone = model.backbone
         image_before = snapshot(backbone.image_encoder)
         text_before = snapshot(backbone.text_encoder)
-        seconds = lit_tune(model, pairs, config, seed)
+        seconds = lit_tune(model, pairs, config)
         accuracy = zero_shot_accuracy(model, dataset, tests)
         results[lock] = {
             "seen_top1": accuracy["seen"],

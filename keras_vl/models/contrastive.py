@@ -242,6 +242,63 @@ class ContrastiveModel(ContrastiveTraining, Task):
         )
         return config
 
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        sample_weight=None,
+        shuffle=True,
+        validation_split=None,
+        validation_data=None,
+        **kwargs,
+    ):
+        """`keras.Model.fit`, with in-memory data reshuffled every epoch.
+
+        keras-hub's `Task.fit` batches arrays in their given order and
+        ignores `shuffle`. A contrastive batch takes its negatives from its
+        own rows, so class-sorted arrays would then train on batches of one
+        class, every epoch alike. Here arrays, strings and tensors (and
+        `sample_weight` with them) are shuffled every epoch when
+        `shuffle=True`, Keras' default, as `keras.Model.fit` does.
+        `validation_split` takes the last rows before shuffling, as in
+        Keras. Datasets and generators pass through unchanged, and so do
+        arrays with targets `y`: a positives matrix describes the rows of
+        its own batch, so those rows must stay together.
+
+        Example:
+
+        ```python
+        model.compile()
+        model.fit({"images": images, "texts": captions}, batch_size=64,
+                  epochs=3)  # each epoch draws new batches
+        ```
+        """
+        if shuffle is True and y is None and _in_memory(x):
+            if validation_split and validation_data is None:
+                (x, y, sample_weight), validation_data = _split_last(
+                    (x, y, sample_weight), validation_split
+                )
+            batch_size = batch_size or 32
+            x = _batches((x, y, sample_weight), batch_size, shuffle=True)
+            if _in_memory(validation_data):
+                validation_data = _batches(
+                    keras.utils.unpack_x_y_sample_weight(validation_data),
+                    batch_size,
+                )
+            y = sample_weight = batch_size = validation_split = None
+            shuffle = False  # Done; Keras would warn that it ignores it.
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            sample_weight=sample_weight,
+            shuffle=shuffle,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            **kwargs,
+        )
+
     def _encode_in_batches(self, embed, inputs, batch_size: int):
         """`embed` over numpy `inputs` (an array or a dict of arrays),
         `batch_size` rows at a time -> numpy float32.
@@ -286,3 +343,79 @@ class ContrastiveModel(ContrastiveTraining, Task):
             inputs = symbols if None not in symbols else symbols[None]
             self._helper_models[key] = keras.Model(inputs, embed(inputs))
         return self._helper_models[key]
+
+
+def _in_memory(data) -> bool:
+    """Whether `data` is arrays, tensors or lists of strings (which Keras
+    would slice into batches itself), not a dataset or a generator."""
+    if data is None:
+        return False
+    leaves = [
+        leaf
+        for leaf in keras.tree.flatten(_as_columns(data))
+        if leaf is not None
+    ]
+    return bool(leaves) and all(
+        hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves
+    )
+
+
+def _as_columns(data):
+    """Lists of strings as string arrays, so that every leaf has rows."""
+    if isinstance(data, dict):
+        return {key: _as_columns(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        if data and all(isinstance(item, str | bytes) for item in data):
+            return np.asarray(data, dtype=object)
+        return type(data)(_as_columns(item) for item in data)
+    return data
+
+
+def _rows(data, rows):
+    if data is None:
+        return None
+    return keras.tree.map_structure(lambda column: column[rows], data)
+
+
+def _split_last(arrays, validation_split: float):
+    """`(train, validation)`: the last `validation_split` of the rows are
+    held out, before any shuffling, as `keras.Model.fit` does."""
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(
+            "`validation_split` must be in (0, 1). Received: "
+            f"validation_split={validation_split}"
+        )
+    arrays = tuple(_as_columns(part) for part in arrays)
+    size = len(keras.tree.flatten(arrays[0])[0])
+    split_at = int(math.floor(size * (1.0 - validation_split)))
+    if split_at in (0, size):
+        raise ValueError(
+            f"`validation_split={validation_split}` leaves no rows for "
+            f"training or validation out of {size}."
+        )
+    train = tuple(_rows(part, slice(0, split_at)) for part in arrays)
+    validation = tuple(_rows(part, slice(split_at, None)) for part in arrays)
+    return train, validation
+
+
+def _batches(arrays, batch_size: int, shuffle: bool = False):
+    """A tf.data pipeline over in-memory `(x, y, sample_weight)` rows,
+    reshuffled every epoch if `shuffle`."""
+    import tensorflow as tf
+
+    packed = keras.utils.pack_x_y_sample_weight(
+        *(_as_columns(part) for part in arrays)
+    )
+    packed = keras.tree.map_structure(
+        lambda column: (
+            column
+            if isinstance(column, np.ndarray)
+            else ops.convert_to_numpy(column)
+        ),
+        packed,
+    )
+    dataset = tf.data.Dataset.from_tensor_slices(packed)
+    if shuffle:
+        size = int(dataset.cardinality())
+        dataset = dataset.shuffle(size, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size)

@@ -1,6 +1,7 @@
 """Raw CLIPPO inputs (pixels, strings) -> ClippoBackbone inputs."""
 
 import keras
+import numpy as np
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
@@ -64,6 +65,16 @@ class ClippoPreprocessor(Preprocessor):
     def image_size(self) -> int:
         """Side of the model's square input."""
         return self._image_size
+
+    def __call__(self, x, *args, **kwargs):
+        # Before keras-hub turns Python strings into tensors, which fails
+        # on strings UTF-8 cannot encode (lone surrogates) without naming
+        # the input.
+        for name in ("texts", "image_texts"):
+            texts = x.get(name) if isinstance(x, dict) else None
+            if isinstance(texts, list | tuple | np.ndarray):
+                _check_encodable(texts, name)
+        return super().__call__(x, *args, **kwargs)
 
     @preprocessing_function
     def call(self, x, y=None, sample_weight=None):
@@ -159,3 +170,15 @@ class ClippoPreprocessor(Preprocessor):
             }
         )
         return config
+
+
+def _check_encodable(texts, name: str) -> None:
+    for index, text in enumerate(np.asarray(texts, dtype=object).ravel()):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise ValueError(
+                    f"'{name}' must hold valid Unicode strings; entry "
+                    f"{index} does not: {error}"
+                ) from None

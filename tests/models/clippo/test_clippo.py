@@ -173,6 +173,30 @@ def test_preprocessor_numpy_and_tf_data_agree():
     assert images.min() >= -1.0 and images.max() <= 1.0
 
 
+def test_training_and_inference_render_texts_alike():
+    """`encode_texts` decodes with NumPy, the preprocessor with tf.strings:
+    both must give the renderer the same pixels, exotic input included."""
+    model = tiny_clippo(sequence_length=12)
+    texts = [
+        "UPPER lower",
+        "",
+        "A\u0301 e\u0301",  # combining accents
+        "日本語 😀👍🏽",
+        b"\xff\xfeab\xc3",  # invalid UTF-8
+        "x" * 30,
+    ]
+    inference = model.text_codepoints(texts)
+    training = to_numpy(
+        model.preprocessor({"images": pixel_batch(6), "texts": texts})["texts"]
+    )
+    render = model.backbone.render
+    np.testing.assert_array_equal(
+        to_numpy(render(inference)), to_numpy(render(training))
+    )
+    with pytest.raises(ValueError, match="'texts' must hold valid Unicode"):
+        model.preprocessor({"images": pixel_batch(1), "texts": ["\ud800"]})
+
+
 @pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
 def test_fit_reduces_loss(loss):
     keras.utils.set_random_seed(0)
@@ -192,6 +216,40 @@ def test_fit_reduces_loss(loss):
     assert {"i2t_accuracy", "t2i_accuracy"} <= set(history.history)
     if loss == "sigmoid":
         assert model.logit_bias is not None
+
+
+def test_fit_reshuffles_arrays_every_epoch():
+    """keras-hub's `Task.fit` batches arrays in order; a contrastive model
+    reshuffles them every epoch (Keras' `shuffle=True`), so its batches
+    draw new negatives. `validation_split` holds out the last rows."""
+    from keras_vl.losses import softmax_contrastive_loss
+
+    keras.utils.set_random_seed(0)
+    model = tiny_clippo()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+    x = {
+        "images": pixel_batch(16, seed=3),
+        "texts": [f"caption {i // 4}" for i in range(16)],
+    }
+    images = model.encode_images(x["images"])
+    texts = model.encode_texts(x["texts"])
+    scale = float(np.exp(to_numpy(model.log_temperature))[0])
+
+    def batch_loss(rows):
+        loss = softmax_contrastive_loss(images[rows], texts[rows], scale)
+        return float(to_numpy(loss))
+
+    in_order = np.mean([batch_loss(slice(i, i + 4)) for i in (0, 4, 8, 12)])
+    history = model.fit(x, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"], [in_order] * 2, 1e-5)
+    shuffled = model.fit(x, batch_size=4, epochs=3, verbose=0)
+    losses = shuffled.history["loss"]
+    assert min(abs(loss - in_order) for loss in losses) > 1e-4
+    assert np.ptp(losses) > 1e-4  # a new order every epoch
+    history = model.fit(x, batch_size=4, validation_split=0.25, verbose=0)
+    np.testing.assert_allclose(
+        history.history["val_loss"], [batch_loss(slice(12, 16))], 1e-5
+    )
 
 
 @pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
