@@ -4,22 +4,23 @@ One step is forward + backward + optimizer update (AdamW, learning rate 1e-3,
 weight decay 1e-4, global gradient clipping at 1.0 everywhere) on one batch
 of `B` image-text pairs. Four rows are measured side by side in one process:
 
-- (a) keras_vl `Clippo` (JAX): one ViT embeds the images and the texts,
-  which the model renders to images itself from code points (so the step
+- (a) keras_vl `Clippo` (Keras backend): one ViT embeds the images and the
+  texts, which the model renders to images itself from code points (so the step
   includes rendering the texts, and the `image_texts` branch, on device).
   Model-ready inputs as `ClippoPreprocessor` makes them (images in `[-1, 1]`,
   code points padded to 768) are fed to `model.fit`; the tf.data-side
   preprocessing (resize, UTF-8 decoding) is an input-pipeline cost and not
   part of the step.
-- (b) keras_vl two-tower (JAX): a `ViTBackbone` image tower (MAP pooling)
-  plus a text tower of `keras_vl.layers.TransformerEncoderBlock`s over
+- (b) keras_vl two-tower (Keras backend): a `ViTBackbone` image tower (MAP
+  pooling) plus a text tower of `keras_vl.layers.TransformerEncoderBlock`s over
   token + learned position embeddings (`keras_hub.layers.
   TokenAndPositionEmbedding`), final LayerNorm, last-token pooling and a
   linear head, trained by `keras_vl.models.ContrastiveModel` via `fit`.
   This is the like-for-like comparison with (c) and (d).
-- (c) keras-hub `SigLIPBackbone` (JAX) built from `SigLIPVisionEncoder` and
-  `SigLIPTextEncoder` of the same dims, wrapped in a `keras.Model` whose
-  `compute_loss` applies the same loss to the backbone's logits; via `fit`.
+- (c) keras-hub `SigLIPBackbone` (Keras backend) built from
+  `SigLIPVisionEncoder` and `SigLIPTextEncoder` of the same dims, wrapped
+  in a `keras.Model` whose `compute_loss` applies the same loss to the
+  backbone's logits; via `fit`.
 - (d) transformers `SiglipModel` (PyTorch, CPU) from a `SiglipConfig` of the
   same dims (nothing downloaded); step = forward, the same loss (with
   `--loss sigmoid` the model's own `return_loss=True`), `backward`,
@@ -27,11 +28,13 @@ of `B` image-text pairs. Four rows are measured side by side in one process:
 
 Every model is float32, dropout-free and randomly initialised; all inputs
 are one in-memory batch reused every step (`tf.data.Dataset.from_tensors(
-batch).repeat()` for `fit`). The JAX rows are timed through `model.fit` --
-the XLA-compiled training step users actually run -- with a callback that
-times each step from batch begin to batch end, blocking on its loss (the
-JAX trainer fetches the batch inside the step, so data iteration, dispatch
-and metric updates are included). The torch row is timed around its step.
+batch).repeat()` for `fit`). The Keras rows (a)-(c) run on the backend
+`KERAS_BACKEND` names, JAX (the default; XLA-compiled steps) or PyTorch
+(eager steps, the Keras default there), and are timed through `model.fit`
+-- the training step users actually run -- with a callback that times each
+step from batch begin to batch end, blocking on its loss (the trainer
+fetches the batch inside the step, so data iteration, dispatch and metric
+updates are included). The torch row (d) is timed around its step.
 Every row is built and warmed up first (`--warmup` steps, compilation
 included, dropped); the `--steps` timed steps then run in `--rounds`
 interleaved rounds (a, b, c, d, a, b, ...), so that load changes on a shared
@@ -53,8 +56,9 @@ CLIPPO runs its ViT twice per pair (image and rendered text), so it does
 about twice the vision work of the two-tower rows per pair: compare (a) by
 achieved FLOP/s, and (b) with (c) and (d) by pairs/s. Achieved FLOP/s is
 divided by a matmul ceiling measured in the same run on the same framework
-(a 2048 x 2048 float32 matmul, jitted JAX for (a)-(c), `torch.mm` for (d);
-the best of 5 repeats, measured before the rows and after every round).
+(a 2048 x 2048 float32 matmul: jitted JAX, or `torch.mm` for (d) and for
+(a)-(c) under the PyTorch backend; the best of 5 repeats, measured before
+the rows and after every round).
 
 Usage:
 
@@ -63,10 +67,10 @@ python benchmarks/train_step.py --quick              # smoke run, a few minutes
 python benchmarks/train_step.py                      # ViT-S/16, 224 px, B=32
 python benchmarks/train_step.py --image-size 112 --batch-size 16
 python benchmarks/train_step.py --rows b,c --loss sigmoid
+KERAS_BACKEND=torch python benchmarks/train_step.py  # Keras rows on torch
 ```
 
-`KERAS_BACKEND` is set to `jax` unless already set (the Keras rows need
-JAX: they are timed through XLA-compiled `fit`).
+`KERAS_BACKEND` is set to `jax` unless already set.
 """
 
 from __future__ import annotations
@@ -646,10 +650,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if keras.backend.backend() != "jax" and set(args.rows) & {"a", "b", "c"}:
+    keras_backend = keras.backend.backend()
+    if keras_backend not in ("jax", "torch") and set(args.rows) & {
+        "a",
+        "b",
+        "c",
+    }:
         raise SystemExit(
-            "The keras rows are timed under JAX; run with KERAS_BACKEND=jax "
-            f"(got {keras.backend.backend()!r}) or --rows d."
+            "The keras rows are timed under JAX or PyTorch; run with "
+            f"KERAS_BACKEND=jax or torch (got {keras_backend!r}) or --rows d."
         )
     dims = Dims(
         image_size=args.image_size,
@@ -686,8 +695,10 @@ def main(argv=None):
 
     def measure_ceilings():
         # On a noisy machine keep the best of several measurements.
-        measured = {"jax": jax_matmul_ceiling}
-        if "d" in args.rows:
+        measured = {}
+        if keras_backend == "jax":
+            measured["jax"] = jax_matmul_ceiling
+        if "d" in args.rows or keras_backend == "torch":
             measured["torch"] = torch_matmul_ceiling
         for name, measure in measured.items():
             ceilings[name] = max(ceilings.get(name, 0.0), measure())
@@ -726,7 +737,7 @@ def main(argv=None):
 
     results = {}
     for row in args.rows:
-        backend = "torch" if row == "d" else "jax"
+        backend = "torch" if row == "d" else keras_backend
         results[row] = Result(
             names[row],
             backend,
