@@ -400,22 +400,27 @@ def _split_last(arrays, validation_split: float):
 
 def _batches(arrays, batch_size: int, shuffle: bool = False):
     """A tf.data pipeline over in-memory `(x, y, sample_weight)` rows,
-    reshuffled every epoch if `shuffle`."""
+    reshuffled every epoch if `shuffle`. Only row indices go through the
+    shuffle buffer, so the data is held once."""
     import tensorflow as tf
 
     packed = keras.utils.pack_x_y_sample_weight(
         *(_as_columns(part) for part in arrays)
     )
-    packed = keras.tree.map_structure(
-        lambda column: (
+    columns = keras.tree.map_structure(
+        lambda column: tf.convert_to_tensor(
             column
             if isinstance(column, np.ndarray)
             else ops.convert_to_numpy(column)
         ),
         packed,
     )
-    dataset = tf.data.Dataset.from_tensor_slices(packed)
+    size = int(keras.tree.flatten(columns)[0].shape[0])
+    rows = tf.data.Dataset.range(size)
     if shuffle:
-        size = int(dataset.cardinality())
-        dataset = dataset.shuffle(size, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size)
+        rows = rows.shuffle(size, reshuffle_each_iteration=True)
+    return rows.batch(batch_size).map(
+        lambda index: keras.tree.map_structure(
+            lambda column: tf.gather(column, index), columns
+        )
+    )
