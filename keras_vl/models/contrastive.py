@@ -258,13 +258,14 @@ class ContrastiveModel(ContrastiveTraining, Task):
         keras-hub's `Task.fit` batches arrays in their given order and
         ignores `shuffle`. A contrastive batch takes its negatives from its
         own rows, so class-sorted arrays would then train on batches of one
-        class, every epoch alike. Here arrays, strings and tensors (and
-        `sample_weight` with them) are shuffled every epoch when
-        `shuffle=True`, Keras' default, as `keras.Model.fit` does.
-        `validation_split` takes the last rows before shuffling, as in
-        Keras. Datasets and generators pass through unchanged, and so do
-        arrays with targets `y`: a positives matrix describes the rows of
-        its own batch, so those rows must stay together.
+        class, every epoch alike. Here arrays, strings and tensors are
+        shuffled every epoch when `shuffle=True`, Keras' default, as
+        `keras.Model.fit` does. `validation_split` takes the last rows
+        before shuffling, as in Keras. Datasets and generators pass through
+        unchanged, and so do arrays with targets `y`: a positives matrix
+        describes the rows of its own batch, so those rows must stay
+        together. As in keras-hub (`keras.utils.pack_x_y_sample_weight`),
+        a `sample_weight` without `y` is not used.
 
         Example:
 
@@ -276,17 +277,16 @@ class ContrastiveModel(ContrastiveTraining, Task):
         """
         if shuffle is True and y is None and _in_memory(x):
             if validation_split and validation_data is None:
-                (x, y, sample_weight), validation_data = _split_last(
-                    (x, y, sample_weight), validation_split
-                )
+                x, held_out = _split_last(x, validation_split)
+                validation_data = (held_out,)
             batch_size = batch_size or 32
-            x = _batches((x, y, sample_weight), batch_size, shuffle=True)
+            x = _batches((x, None, None), batch_size, shuffle=True)
             if _in_memory(validation_data):
                 validation_data = _batches(
                     keras.utils.unpack_x_y_sample_weight(validation_data),
                     batch_size,
                 )
-            y = sample_weight = batch_size = validation_split = None
+            sample_weight = batch_size = validation_split = None
             shuffle = False  # Done; Keras would warn that it ignores it.
         return super().fit(
             x,
@@ -371,30 +371,24 @@ def _as_columns(data):
     return data
 
 
-def _rows(data, rows):
-    if data is None:
-        return None
-    return keras.tree.map_structure(lambda column: column[rows], data)
-
-
-def _split_last(arrays, validation_split: float):
-    """`(train, validation)`: the last `validation_split` of the rows are
-    held out, before any shuffling, as `keras.Model.fit` does."""
+def _split_last(x, validation_split: float):
+    """`(train, validation)` rows of `x`: the last `validation_split` of
+    them are held out, before any shuffling, as `keras.Model.fit` does."""
     if not 0.0 < validation_split < 1.0:
         raise ValueError(
             "`validation_split` must be in (0, 1). Received: "
             f"validation_split={validation_split}"
         )
-    arrays = tuple(_as_columns(part) for part in arrays)
-    size = len(keras.tree.flatten(arrays[0])[0])
+    x = _as_columns(x)
+    size = len(keras.tree.flatten(x)[0])
     split_at = int(math.floor(size * (1.0 - validation_split)))
     if split_at in (0, size):
         raise ValueError(
             f"`validation_split={validation_split}` leaves no rows for "
             f"training or validation out of {size}."
         )
-    train = tuple(_rows(part, slice(0, split_at)) for part in arrays)
-    validation = tuple(_rows(part, slice(split_at, None)) for part in arrays)
+    train = keras.tree.map_structure(lambda column: column[:split_at], x)
+    validation = keras.tree.map_structure(lambda column: column[split_at:], x)
     return train, validation
 
 
