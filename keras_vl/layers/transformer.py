@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_vl.distribute.compiler import materialize_gradient
 from keras_vl.layers.mlp_block import MlpBlock
 
 
@@ -100,6 +101,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.mlp.build(input_shape)
 
     def call(self, x, attention_mask=None, training=None):
+        # Keeps XLA:CPU from re-deriving the residual gradient in every
+        # block (see `keras_vl.distribute.compiler`).
+        x = materialize_gradient(x)
         y = self.norm_0(x)
         y = self.attention(
             y, y, attention_mask=attention_mask, training=training
