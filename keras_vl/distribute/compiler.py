@@ -54,7 +54,7 @@ def _jax_identity_with_stored_gradient():
     def stored(g):
         if g.size == 0:
             return g
-        first = g.reshape(-1)[0]
+        first = g[(0,) * g.ndim]
         # Both branches return `g` unchanged; the second only runs when
         # `first` is NaN. XLA cannot know which runs, so it must store `g`.
         # (`* 1.0` because JAX drops a `cond` whose branches both pass their
