@@ -197,7 +197,7 @@ class DemoConfig:
             )
 
 
-#: The full demo (`make demo`): about 4.5 minutes on 2 CPU cores.
+#: The full demo (`make demo`): about 3.5 minutes on 2 CPU cores.
 DEFAULT_CONFIG = DemoConfig()
 #: A smoke test: a handful of steps, for `--quick` and the test suite.
 QUICK_CONFIG = DemoConfig(
