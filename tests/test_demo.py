@@ -1,5 +1,7 @@
 """The end-to-end demo, in its quick (smoke test) form."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import to_numpy
@@ -15,9 +17,12 @@ from keras_vl.demo import (
     QUICK_CONFIG,
     UNNAMED_HUE_TEMPLATES,
     DemoConfig,
+    Evaluator,
+    attribute_prompts,
     run_demo,
     training_data,
 )
+from keras_vl.evaluation import ZeroShotClassifier
 from keras_vl.layers import TextRenderer
 from keras_vl.models import Clippo
 
@@ -25,6 +30,8 @@ SCORES = (
     "seen_top1",
     "held_out_top1",
     "held_out_top1_last",
+    "name_seen_top1",
+    "name_held_out_top1",
     "t2i_recall1",
     "i2t_recall1",
     "chance",
@@ -44,6 +51,7 @@ def test_quick_demo_writes_outputs_and_scores(tmp_path, capsys):
     assert metrics["wall_time_s"] > 0
     out = capsys.readouterr().out
     assert "held-out combinations" in out
+    assert "with class-name prompts" in out
     assert "text->image recall@1" in out
 
     with Image.open(tmp_path / FIGURE_NAME) as figure:
@@ -55,6 +63,61 @@ def test_quick_demo_writes_outputs_and_scores(tmp_path, capsys):
     embeddings = model.encode_texts(["a red circle", "a blue star"])
     assert embeddings.shape[0] == 2
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, 1e-4)
+
+
+class _WordModel:
+    """Embeds a text by the colour and shape words it names; every image
+    alike (only the text side matters here)."""
+
+    def __init__(self, dataset):
+        self.words = dataset.colors + dataset.shapes
+        self.texts = []
+
+    def encode_texts(self, texts):
+        self.texts += list(texts)
+        out = np.array(
+            [[w in t.split() for w in self.words] for t in texts], "float32"
+        )
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1)
+
+    def encode_images(self, images):
+        out = np.ones((len(images), len(self.words)), "float32")
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_evaluator_describes_classes_by_their_attributes():
+    config = dataclasses.replace(
+        QUICK_CONFIG, num_seen_test=4, num_held_out_test=4, retrieval_pool=4
+    )
+    dataset = ShapesDataset(image_size=config.image_size, seed=0)
+    color, shape = dataset.held_out_classes[0]
+    label = dataset.classes.index((color, shape))
+    prompts = attribute_prompts(dataset, DEMO_PARTIAL_CAPTION_TEMPLATES)
+    assert len(prompts) == len(dataset.classes)
+    assert f"a {color} shape" in prompts[label]
+    assert f"a {shape}" in prompts[label]
+    assert not any(f"{color} {shape}" in p for p in prompts[label])
+
+    model = _WordModel(dataset)
+    metrics = Evaluator(dataset, config)(model)
+    assert {
+        "seen_top1",
+        "held_out_top1",
+        "name_seen_top1",
+        "name_held_out_top1",
+    } <= set(metrics)
+    # Class-name prompts name the whole held-out combination.
+    assert any(f"{color} {shape}" in t for t in model.texts)
+    # The attribute prompts' mean embedding is the class's colour and shape
+    # directions in equal parts.
+    classifier = ZeroShotClassifier(
+        model, dataset.class_names, class_prompts=prompts
+    )
+    expected = np.zeros(len(model.words))
+    expected[[model.words.index(color), model.words.index(shape)]] = 0.5**0.5
+    np.testing.assert_allclose(
+        classifier.class_embeddings[label], expected, atol=1e-6
+    )
 
 
 def test_config_rejects_steps_not_a_multiple_of_eval_every():

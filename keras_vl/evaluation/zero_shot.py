@@ -20,12 +20,21 @@ class ZeroShotClassifier:
     the templates and re-normalised, and an image is scored by its cosine
     similarity (dot product) to each class embedding.
 
+    A class can instead be described by its own prompts (`class_prompts`),
+    e.g. one per attribute: "a red shape" and "a circle" for a red circle.
+    Their average points at images having every attribute, even when no
+    caption ever named the combination, which makes zero-shot
+    classification of unseen attribute combinations far more reliable.
+
     Args:
         model: the contrastive model, with `encode_images` and `encode_texts`.
         class_names: the names of the classes, in label order (label `i` is
             `class_names[i]`).
         templates: prompt format strings, each with one ``{}`` for the class
             name, e.g. ``("a photo of a {}.", "a {}.")``.
+        class_prompts: optional prompts of each class, in label order (a
+            list of non-empty lists of strings), used instead of
+            `templates`; classes may have different numbers of prompts.
         batch_size: int. Images and prompts are encoded this many at a time.
 
     Example:
@@ -41,6 +50,12 @@ class ZeroShotClassifier:
     test = ds.sample(1000, split="held_out", seed=1)
     classifier.evaluate(test["images"], test["labels"])
     # {"top1": 0.93, "top5": 1.0}
+
+    # One prompt per attribute, for combinations never captioned.
+    prompts = [[f"a {c} shape", f"a {s}"] for c, s in ds.classes]
+    classifier = ZeroShotClassifier(
+        model, ds.class_names, class_prompts=prompts
+    )
     ```
     """
 
@@ -49,6 +64,7 @@ class ZeroShotClassifier:
         model: Any,
         class_names: Sequence[str],
         templates: Sequence[str] = ("{}",),
+        class_prompts: Sequence[Sequence[str]] | None = None,
         batch_size: int = 256,
     ):
         for method in ("encode_images", "encode_texts"):
@@ -69,10 +85,26 @@ class ZeroShotClassifier:
                     "`templates` must be format strings with exactly one "
                     f"'{{}}' for the class name, got {template!r}."
                 )
+        if class_prompts is None:
+            class_prompts = [
+                [t.format(n) for t in templates] for n in class_names
+            ]
+        elif isinstance(class_prompts, str) or len(class_prompts) != len(
+            class_names
+        ):
+            raise ValueError(
+                "`class_prompts` must hold one list of prompts per class "
+                f"({len(class_names)} classes)."
+            )
+        class_prompts = [
+            _check_strings(prompts, f"class_prompts[{i}]")
+            for i, prompts in enumerate(class_prompts)
+        ]
         _check_batch_size(batch_size)
         self.model = model
         self.class_names = class_names
         self.templates = templates
+        self.class_prompts = class_prompts
         self.batch_size = int(batch_size)
         self.class_embeddings = self._embed_classes()
 
@@ -159,15 +191,14 @@ class ZeroShotClassifier:
         }
 
     def _embed_classes(self) -> np.ndarray:
-        texts = [
-            t.format(name) for name in self.class_names for t in self.templates
-        ]
+        texts = [t for prompts in self.class_prompts for t in prompts]
         embeddings = _encode_batched(
             self.model.encode_texts, texts, self.batch_size, "texts"
         )
-        embeddings = embeddings.reshape(
-            self.num_classes, len(self.templates), -1
-        ).mean(axis=1)
+        ends = np.cumsum([len(prompts) for prompts in self.class_prompts])
+        embeddings = np.stack(
+            [part.mean(axis=0) for part in np.split(embeddings, ends[:-1])]
+        )
         norm = np.linalg.norm(embeddings, axis=-1, keepdims=True)
         # Averaging shrinks the norm; re-normalise so scores are cosines.
         return embeddings / np.maximum(norm, 1e-12)

@@ -85,6 +85,36 @@ def test_single_template_keeps_template_direction():
     )
 
 
+def test_class_prompts_replace_templates_and_may_differ_in_number():
+    model = FakeModel()
+    prompts = [
+        ["a photo of a cat", "art of a cat"],
+        ["dog", "a photo of a dog"],
+    ]
+    prompts += [[name] for name in CLASSES[2:]]
+    classifier = ZeroShotClassifier(
+        model, CLASSES, templates=["ignored {}"], class_prompts=prompts
+    )
+    expected = np.eye(8, dtype=np.float32)[: len(CLASSES)]
+    # dog: the mean of e1 and (e1 + e7) / sqrt(2), re-normalised.
+    dog = np.zeros(8)
+    dog[1], dog[7] = 1 + 1 / np.sqrt(2), 1 / np.sqrt(2)
+    expected[1] = dog / np.linalg.norm(dog)
+    np.testing.assert_allclose(classifier.class_embeddings, expected, atol=1e-6)
+    texts = [t for call in model.text_calls for t in call]
+    assert texts == [t for p in prompts for t in p]
+    with pytest.raises(ValueError, match="one list of prompts per class"):
+        ZeroShotClassifier(model, CLASSES, class_prompts=prompts[:-1])
+    with pytest.raises(ValueError, match="one list of prompts per class"):
+        ZeroShotClassifier(model, CLASSES[:1], class_prompts="cat")
+    with pytest.raises(ValueError, match=r"class_prompts\[1\]"):
+        ZeroShotClassifier(
+            model,
+            CLASSES,
+            class_prompts=[["cat"], []] + [[n] for n in CLASSES[2:]],
+        )
+
+
 def test_predict_logits_and_batching():
     model = FakeModel()
     classifier = ZeroShotClassifier(model, CLASSES, batch_size=3)
