@@ -15,6 +15,9 @@ target of `fit` is the batch's positives matrix
 (`ShapesDataset.caption_positives`), so "a red shape" counts as a match
 for every red image rather than a negative. The image features of colour
 and of shape then stand on their own, and a new combination reuses both.
+The zero-shot classifier asks for both the same way: it describes each
+class by its colour-only and shape-only captions, never by a phrase naming
+the combination, which the model has not read for held-out classes.
 
 Example:
 
