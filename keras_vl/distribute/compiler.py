@@ -15,6 +15,7 @@ whose predicate is only known at run time. So the gradient passes through a
 accelerators fuse differently and get a plain identity.
 """
 
+import functools
 from typing import Any
 
 import keras
@@ -45,9 +46,10 @@ def materialize_gradient(x: Any) -> Any:
 
     if jax.default_backend() != "cpu":
         return x
-    return _jax_materialize_gradient(x)
+    return _jax_identity_with_stored_gradient()(x)
 
 
+@functools.cache
 def _jax_identity_with_stored_gradient():
     import jax
 
@@ -67,13 +69,3 @@ def _jax_identity_with_stored_gradient():
 
     identity.defvjp(lambda x: (x, None), lambda _, g: (stored(g),))
     return identity
-
-
-_jax_materialize_gradient_fn = None
-
-
-def _jax_materialize_gradient(x):
-    global _jax_materialize_gradient_fn
-    if _jax_materialize_gradient_fn is None:
-        _jax_materialize_gradient_fn = _jax_identity_with_stored_gradient()
-    return _jax_materialize_gradient_fn(x)
