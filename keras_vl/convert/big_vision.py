@@ -124,9 +124,9 @@ def assign_vit(reader: CheckpointReader, vit: ViTBackbone, prefix: str = ""):
         reader.assign(vit.position_embedding.embedding, f"{p}pos_embedding")
     if vit.class_token is not None:
         reader.assign(vit.class_token.token, f"{p}cls")
-    for i, block in enumerate(vit.encoder_blocks):
+    for i, block in enumerate(vit.encoder.blocks):
         assign_encoder_block(reader, block, f"{p}Transformer/encoderblock_{i}")
-    _assign_layer_norm(reader, vit.encoder_norm, f"{p}Transformer/encoder_norm")
+    _assign_layer_norm(reader, vit.encoder.norm, f"{p}Transformer/encoder_norm")
     if vit.map_head is not None:
         _assign_map_head(reader, vit.map_head, f"{p}MAPHead_0")
     if vit.pre_logits is not None:
@@ -299,9 +299,9 @@ def assign_text_transformer(reader: CheckpointReader, tower, prefix: str):
         f"{p}pos_embedding",
         transform=lambda posemb: posemb + extra_posemb,
     )
-    for i, block in enumerate(tower.encoder_blocks):
+    for i, block in enumerate(tower.encoder.blocks):
         assign_encoder_block(reader, block, f"{p}Encoder_0/encoderblock_{i}")
-    _assign_layer_norm(reader, tower.encoder_norm, f"{p}Encoder_0/encoder_norm")
+    _assign_layer_norm(reader, tower.encoder.norm, f"{p}Encoder_0/encoder_norm")
     if tower.map_head is not None:
         _assign_map_head(reader, tower.map_head, f"{p}MAPHead_0")
     if tower.head is not None:

@@ -433,9 +433,9 @@ def convert_siglip(source: str | os.PathLike, config: dict | str | None = None):
         f"{v}.embeddings.position_embedding.weight",
         transform=lambda w: w[None],
     )
-    for i, block in enumerate(vit.encoder_blocks):
+    for i, block in enumerate(vit.encoder.blocks):
         _encoder_block(reader, block, f"{v}.encoder.layers.{i}")
-    _layer_norm(reader, vit.encoder_norm, f"{v}.post_layernorm")
+    _layer_norm(reader, vit.encoder.norm, f"{v}.post_layernorm")
     head = vit.map_head
     reader.assign(head.probe, f"{v}.head.probe")
     _packed_attention(reader, head.attention, f"{v}.head.attention")
@@ -453,9 +453,9 @@ def convert_siglip(source: str | os.PathLike, config: dict | str | None = None):
         f"{t}.embeddings.position_embedding.weight",
         transform=lambda w: w[None],
     )
-    for i, block in enumerate(text_tower.encoder_blocks):
+    for i, block in enumerate(text_tower.encoder.blocks):
         _encoder_block(reader, block, f"{t}.encoder.layers.{i}")
-    _layer_norm(reader, text_tower.encoder_norm, f"{t}.final_layer_norm")
+    _layer_norm(reader, text_tower.encoder.norm, f"{t}.final_layer_norm")
     _linear(reader, text_tower.head, f"{t}.head")
 
     reader.assign(

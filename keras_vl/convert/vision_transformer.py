@@ -186,9 +186,9 @@ def assign_vision_transformer_vit(
         vit.position_embedding.embedding.assign(posemb[:, 1:])
     else:
         reader.assign(vit.position_embedding.embedding, name)
-    for i, block in enumerate(vit.encoder_blocks):
+    for i, block in enumerate(vit.encoder.blocks):
         assign_encoder_block(reader, block, f"{p}Transformer/encoderblock_{i}")
-    _assign_layer_norm(reader, vit.encoder_norm, f"{p}Transformer/encoder_norm")
+    _assign_layer_norm(reader, vit.encoder.norm, f"{p}Transformer/encoder_norm")
     if vit.pre_logits is not None:
         _assign_dense(reader, vit.pre_logits, f"{p}pre_logits")
     if vit.head is not None:

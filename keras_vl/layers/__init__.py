@@ -5,13 +5,21 @@ from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
 from keras_vl.layers.text_renderer import TextRenderer
-from keras_vl.layers.transformer import TransformerEncoderBlock
+from keras_vl.layers.transformer_encoder import (
+    ENCODER_SIZES,
+    TransformerEncoder,
+    encoder_size,
+)
+from keras_vl.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
+    "ENCODER_SIZES",
     "MAPHead",
     "MlpBlock",
     "PatchEmbedding",
     "PositionEmbedding",
     "TextRenderer",
+    "TransformerEncoder",
     "TransformerEncoderBlock",
+    "encoder_size",
 ]

@@ -9,7 +9,7 @@ from conftest import backend, to_numpy
 
 from keras_vl.distribute import materialize_gradient
 from keras_vl.layers import TransformerEncoderBlock
-from keras_vl.layers import transformer as transformer_module
+from keras_vl.layers import transformer_encoder_block as transformer_module
 
 
 def _value_and_gradient(f, x):

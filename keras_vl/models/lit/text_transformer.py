@@ -6,8 +6,10 @@ from keras_hub.models import Backbone
 
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.position_embedding import PositionEmbedding
-from keras_vl.layers.transformer import encoder_layers
-from keras_vl.models.vit.vit_backbone import ViTBackbone
+from keras_vl.layers.transformer_encoder import (
+    TransformerEncoder,
+    encoder_size,
+)
 
 TEXT_POOL_TYPES = ("last", "first", "mean", "max", "map")
 
@@ -37,6 +39,7 @@ class TextTransformer(Backbone):
         num_classes: Optional int: width of a final linear head (the
             projection into the joint embedding space in LiT).
         dropout_rate: float. Dropout inside the encoder blocks.
+        mlp_factory: Optional per-block MLP (see `TransformerEncoder`).
         dtype: Dtype policy of the layers.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
 
@@ -62,6 +65,7 @@ class TextTransformer(Backbone):
         pool_type: str = "last",
         num_classes: int | None = None,
         dropout_rate: float = 0.0,
+        mlp_factory=None,
         dtype=None,
         **kwargs,
     ):
@@ -97,8 +101,14 @@ class TextTransformer(Backbone):
         self.position_embedding = PositionEmbedding(
             "learn", dtype=dtype, name="pos_embedding"
         )
-        self.encoder_blocks, self.encoder_norm = encoder_layers(
-            depth, num_heads, mlp_dim, dropout_rate, dtype
+        self.encoder = TransformerEncoder(
+            depth,
+            num_heads,
+            mlp_dim,
+            mlp_factory=mlp_factory,
+            dropout_rate=dropout_rate,
+            dtype=dtype,
+            name="Encoder_0",
         )
         self.map_head = (
             MAPHead(num_heads, mlp_dim, dtype=dtype, name="MAPHead_0")
@@ -116,9 +126,7 @@ class TextTransformer(Backbone):
             shape=(sequence_length,), dtype="int32", name="token_ids"
         )
         x = self.position_embedding(self.token_embedding(token_ids))
-        for block in self.encoder_blocks:
-            x = block(x)
-        x = self.encoder_norm(x)
+        x = self.encoder(x)
         if pool_type == "last":
             x = x[:, -1]
         elif pool_type == "first":
@@ -158,7 +166,7 @@ class TextTransformer(Backbone):
             variant: A ViT size name; a `/patch` suffix is ignored.
             **kwargs: Any other constructor argument; explicit values win.
         """
-        config = ViTBackbone.variant_config(variant)
+        config = encoder_size(variant)
         config.pop("patch_size", None)
         return cls(**{**config, **kwargs})
 
@@ -175,6 +183,7 @@ class TextTransformer(Backbone):
                 "pool_type": self.pool_type,
                 "num_classes": self.num_classes,
                 "dropout_rate": self.dropout_rate,
+                "mlp_factory": self.encoder.get_config()["mlp_factory"],
             }
         )
         return config

@@ -1,7 +1,5 @@
 """Vision Transformer backbone (big_vision's `vit.py` semantics)."""
 
-import re
-
 import keras
 from keras_hub.models import Backbone
 
@@ -9,23 +7,12 @@ from keras_vl.layers.class_token import ClassToken
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import POSEMB_TYPES, PositionEmbedding
-from keras_vl.layers.transformer import encoder_layers
+from keras_vl.layers.transformer_encoder import (
+    TransformerEncoder,
+    encoder_size,
+)
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
-
-# (width, depth, mlp_dim, num_heads) of the named ViT sizes.
-VIT_VARIANTS = {
-    "mu": (32, 1, 128, 2),
-    "Ti": (192, 12, 768, 3),
-    "S": (384, 12, 1536, 6),
-    "M": (512, 12, 2048, 8),
-    "B": (768, 12, 3072, 12),
-    "L": (1024, 24, 4096, 16),
-    "So400m": (1152, 27, 4304, 16),
-    "H": (1280, 32, 5120, 16),
-    "g": (1408, 40, 6144, 16),
-    "e": (1792, 56, 15360, 16),
-}
 
 
 def _pair(value, name):
@@ -48,7 +35,8 @@ class ViTBackbone(Backbone):
 
     Images `[B, H, W, C]` are cut into patches by a strided convolution, a
     position embedding is added (before any class token), a stack of pre-LN
-    encoder blocks runs, and a final LayerNorm (`encoder_norm`) follows.
+    encoder blocks runs, and a final LayerNorm (`encoder_norm`) follows
+    (together a `TransformerEncoder`, named `Transformer` as in big_vision).
     The tokens are then pooled (`pool_type`), optionally passed through a
     `tanh` pre-logits layer (`rep_size`) and a linear head (`num_classes`).
     LayerNorm epsilon is 1e-6 and GELU uses the tanh approximation, as in
@@ -77,6 +65,9 @@ class ViTBackbone(Backbone):
             (big_vision's default for classifiers; contrastive models use
             `False`).
         dropout_rate: float. Dropout on the token input and in every block.
+        mlp_factory: Optional per-block MLP (see `TransformerEncoder`): a
+            callable `i -> layer or None` or a list with an entry per block,
+            e.g. a sparse mixture of experts in every other block.
         num_channels: int. Input channels.
         dtype: Dtype policy of the layers, e.g. `"mixed_bfloat16"`.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
@@ -113,6 +104,7 @@ class ViTBackbone(Backbone):
         head_zeroinit: bool = True,
         dropout_rate: float = 0.0,
         num_channels: int = 3,
+        mlp_factory=None,
         dtype=None,
         **kwargs,
     ):
@@ -153,8 +145,14 @@ class ViTBackbone(Backbone):
             ClassToken(dtype=dtype, name="cls") if pool_type == "tok" else None
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=dtype)
-        self.encoder_blocks, self.encoder_norm = encoder_layers(
-            depth, num_heads, mlp_dim, dropout_rate, dtype
+        self.encoder = TransformerEncoder(
+            depth,
+            num_heads,
+            mlp_dim,
+            mlp_factory=mlp_factory,
+            dropout_rate=dropout_rate,
+            dtype=dtype,
+            name="Transformer",
         )
         self.map_head = (
             MAPHead(num_heads, mlp_dim, dtype=dtype, name="MAPHead_0")
@@ -187,9 +185,7 @@ class ViTBackbone(Backbone):
         if self.class_token is not None:
             tokens = self.class_token(tokens)
         tokens = self.dropout(tokens)
-        for block in self.encoder_blocks:
-            tokens = block(tokens)
-        encoded = self.encoder_norm(tokens)
+        encoded = self.encoder(tokens)
         if pool_type == "gap":
             x = keras.ops.mean(encoded, axis=1)
         elif pool_type == "map":
@@ -249,19 +245,7 @@ class ViTBackbone(Backbone):
             A dict with `width`, `depth`, `mlp_dim`, `num_heads` and, when
             the variant names one, `patch_size`.
         """
-        match = re.fullmatch(r"(\w+?)(?:/(\d+))?", str(variant))
-        if not match or match.group(1) not in VIT_VARIANTS:
-            raise ValueError(
-                f"Unknown ViT `variant` {variant!r}. Expected '<size>/<patch>' "
-                f"with size in {sorted(VIT_VARIANTS)}, e.g. 'B/16'."
-            )
-        width, depth, mlp_dim, num_heads = VIT_VARIANTS[match.group(1)]
-        config = dict(
-            width=width, depth=depth, mlp_dim=mlp_dim, num_heads=num_heads
-        )
-        if match.group(2):
-            config["patch_size"] = int(match.group(2))
-        return config
+        return encoder_size(variant)
 
     @classmethod
     def from_variant(cls, variant: str, **kwargs) -> "ViTBackbone":
@@ -291,6 +275,7 @@ class ViTBackbone(Backbone):
                 "head_zeroinit": self.head_zeroinit,
                 "dropout_rate": self.dropout_rate,
                 "num_channels": self.num_channels,
+                "mlp_factory": self.encoder.get_config()["mlp_factory"],
             }
         )
         return config

@@ -29,7 +29,7 @@ def token_batch(batch=3, seed=0):
 
 def encoded_tokens(model, tokens):
     """The tokens after the final LayerNorm, before pooling."""
-    encoder = keras.Model(model.input, model.encoder_norm.output)
+    encoder = keras.Model(model.input, model.encoder.output)
     return to_numpy(encoder(tokens))
 
 

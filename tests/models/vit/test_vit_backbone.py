@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
+from keras_vl.layers.transformer_encoder import ENCODER_SIZES
 from keras_vl.models import ViTBackbone
-from keras_vl.models.vit.vit_backbone import VIT_VARIANTS
 
 TINY = dict(
     image_size=32, patch_size=8, width=32, depth=2, mlp_dim=64, num_heads=2
@@ -68,10 +68,10 @@ def test_sincos2d_matches_formula():
     np.testing.assert_allclose(table[0, 5], expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", sorted(VIT_VARIANTS))
+@pytest.mark.parametrize("variant", sorted(ENCODER_SIZES))
 def test_variant_table(variant):
     config = ViTBackbone.variant_config(f"{variant}/14")
-    width, depth, mlp_dim, heads = VIT_VARIANTS[variant]
+    width, depth, mlp_dim, heads = ENCODER_SIZES[variant]
     assert config == dict(
         width=width,
         depth=depth,

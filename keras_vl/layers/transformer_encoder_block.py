@@ -1,5 +1,7 @@
 """Pre-LayerNorm transformer encoder block with a pluggable MLP."""
 
+import inspect
+
 import keras
 
 from keras_vl.distribute.compiler import materialize_gradient
@@ -20,7 +22,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         mlp_dim: int. Hidden width of the default `MlpBlock`. Ignored when
             `mlp` is given.
         mlp: optional layer mapping `[B, N, D]` to `[B, N, D]` that replaces
-            the default MLP (for example a sparse mixture of experts).
+            the default MLP (for example a sparse mixture of experts). If
+            its `call` takes a `side_input` argument, the block passes its
+            own `side_input` on to it.
         dropout_rate: float. Dropout on both residual branches.
         attention_dropout_rate: float. Dropout on the attention weights.
         layer_norm_epsilon: float. Defaults to 1e-6 as in big_vision
@@ -95,12 +99,29 @@ class TransformerEncoderBlock(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="MlpBlock_0",
             )
+        # Only MLPs that declare `side_input` (e.g. a router that needs each
+        # token's modality) receive it.
+        self._mlp_takes_side_input = "side_input" in (
+            inspect.signature(self.mlp.call).parameters
+        )
         self.norm_0.build(input_shape)
         self.norm_1.build(input_shape)
         self.attention.build(input_shape, input_shape)
-        self.mlp.build(input_shape)
+        if not self.mlp.built:  # A deserialized MLP arrives built.
+            self.mlp.build(input_shape)
 
-    def call(self, x, attention_mask=None, training=None):
+    def call(self, x, side_input=None, attention_mask=None, training=None):
+        """Runs the block.
+
+        Args:
+            x: Tokens `[B, N, D]`.
+            side_input: Optional per-token data for the MLP (for example a
+                modality id or a padding mask `[B, N]`); ignored unless the
+                MLP's `call` takes `side_input`.
+            attention_mask: Optional boolean `[B, N, N]` (or broadcastable)
+                mask; `True` = may attend.
+            training: Whether dropout (and noisy routing) is active.
+        """
         # Keeps XLA:CPU from re-deriving the residual gradient in every
         # block (see `keras_vl.distribute.compiler`).
         x = materialize_gradient(x)
@@ -109,7 +130,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
             y, y, attention_mask=attention_mask, training=training
         )
         x = x + self.dropout(y, training=training)
-        y = self.mlp(self.norm_1(x), training=training)
+        y = self.norm_1(x)
+        if self._mlp_takes_side_input:
+            y = self.mlp(y, side_input=side_input, training=training)
+        else:
+            y = self.mlp(y, training=training)
         return x + self.dropout(y, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -130,38 +155,3 @@ class TransformerEncoderBlock(keras.layers.Layer):
             }
         )
         return config
-
-
-def encoder_layers(
-    depth: int,
-    num_heads: int,
-    mlp_dim: int,
-    dropout_rate: float = 0.0,
-    dtype=None,
-) -> tuple[list[TransformerEncoderBlock], keras.layers.LayerNormalization]:
-    """The blocks and final LayerNorm of a big_vision encoder.
-
-    Named `encoderblock_{i}` and `encoder_norm` as in big_vision checkpoints;
-    apply the blocks in order, then the norm.
-
-    Args:
-        depth: Number of blocks.
-        num_heads: Attention heads of each block.
-        mlp_dim: Hidden width of each block's MLP.
-        dropout_rate: Dropout inside the blocks.
-        dtype: Dtype policy.
-    """
-    blocks = [
-        TransformerEncoderBlock(
-            num_heads,
-            mlp_dim,
-            dropout_rate=dropout_rate,
-            dtype=dtype,
-            name=f"encoderblock_{i}",
-        )
-        for i in range(depth)
-    ]
-    norm = keras.layers.LayerNormalization(
-        epsilon=1e-6, dtype=dtype, name="encoder_norm"
-    )
-    return blocks, norm
