@@ -49,6 +49,7 @@ bench: $(STAMP)
 		--batch-size 16 --warmup 1 --steps 4
 
 lint: $(STAMP)
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/ruff check keras_vl tools benchmarks tests guides
 	$(BIN)/ruff format --check keras_vl tools benchmarks tests guides
 
