@@ -21,6 +21,7 @@ FIXTURES = Path(
     )
 )
 BIG_VISION = FIXTURES / "big_vision"
+VMOE = FIXTURES / "vmoe"
 
 
 def backend() -> str:
@@ -30,7 +31,16 @@ def backend() -> str:
 def require_fixtures(subdir: str) -> Path:
     """Returns ``FIXTURES/big_vision/subdir``, skipping (or failing under CI)
     when it is missing."""
-    path = BIG_VISION / subdir
+    return _require_dir(BIG_VISION / subdir)
+
+
+def require_vmoe_fixtures(subdir: str) -> Path:
+    """Returns ``FIXTURES/vmoe/subdir`` (golden outputs of google-research's
+    vmoe), skipping (or failing under CI) when it is missing."""
+    return _require_dir(VMOE / subdir)
+
+
+def _require_dir(path: Path) -> Path:
     if not path.is_dir():
         message = (
             f"golden fixtures not found at {path}; clone the project next to "

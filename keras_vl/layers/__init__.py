@@ -2,6 +2,7 @@
 
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
+from keras_vl.layers.moe_router import MoeRouter
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
 from keras_vl.layers.text_renderer import TextRenderer
@@ -16,6 +17,7 @@ __all__ = [
     "ENCODER_SIZES",
     "MAPHead",
     "MlpBlock",
+    "MoeRouter",
     "PatchEmbedding",
     "PositionEmbedding",
     "TextRenderer",
