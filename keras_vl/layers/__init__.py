@@ -5,6 +5,7 @@ from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.moe_router import MoeRouter
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
+from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.layers.transformer_encoder import (
     ENCODER_SIZES,
@@ -20,6 +21,7 @@ __all__ = [
     "MoeRouter",
     "PatchEmbedding",
     "PositionEmbedding",
+    "SparseMoeMlp",
     "TextRenderer",
     "TransformerEncoder",
     "TransformerEncoderBlock",
