@@ -100,6 +100,26 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
+def model_kwargs_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The model keyword arguments of a config: its `model_kwargs` entry,
+    or the config itself when it has none.
+
+    Raises:
+        TypeError: If `config` is not a dict.
+
+    Example:
+
+    >>> model_kwargs_of({"model_kwargs": {"width": 8}, "image_size": 32})
+    {'width': 8}
+    """
+    if not isinstance(config, dict):
+        raise TypeError(
+            "`config` must be a dict of big_vision keyword arguments. "
+            f"Received: {type(config).__name__}"
+        )
+    return dict(config.get("model_kwargs", config))
+
+
 def open_checkpoint(
     path: str | os.PathLike, linen: bool = False
 ) -> CheckpointReader:

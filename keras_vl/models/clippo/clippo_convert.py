@@ -49,12 +49,7 @@ def convert_clippo(
     ... )
     >>> model.save_to_preset("./clippo_b16")  # doctest: +SKIP
     """
-    if not isinstance(config, dict):
-        raise TypeError(
-            "`config` must be a dict of big_vision keyword arguments. "
-            f"Received: {type(config).__name__}"
-        )
-    model_kwargs = dict(config.get("model_kwargs", config))
+    model_kwargs = big_vision.model_kwargs_of(config)
     if model_kwargs.get("image_model", "vit") != "vit":
         raise ValueError(
             "Only ViT CLIPPO models are supported. Received: "

@@ -173,12 +173,7 @@ def convert_lit(
     >>> model = convert_lit("siglip.npz", config)  # doctest: +SKIP
     >>> model.save_to_preset("./siglip")  # doctest: +SKIP
     """
-    if not isinstance(config, dict):
-        raise TypeError(
-            "`config` must be a dict of big_vision keyword arguments. "
-            f"Received: {type(config).__name__}"
-        )
-    model_kwargs = dict(config.get("model_kwargs", config))
+    model_kwargs = big_vision.model_kwargs_of(config)
     _check_models(model_kwargs)
     out_dim = model_kwargs.get("out_dim", (None, None))
     if isinstance(out_dim, int) or out_dim is None:

@@ -114,6 +114,11 @@ def convert_siglip(
         are model-ready pixels `[B, S, S, 3]` (channels last; SigLIP's
         processors map `[0, 255]` to `[-1, 1]`); token ids are padded to
         the full `max_position_embeddings` as SigLIP expects.
+
+    Example:
+
+    >>> model = convert_siglip("./siglip-base-patch16-224")  # doctest: +SKIP
+    >>> model.save_to_preset("./siglip_b16")  # doctest: +SKIP
     """
     params, config = load_transformers_checkpoint(source, config)
     vision = sub_config(
@@ -207,7 +212,15 @@ def clip_vision_tower(
 ) -> keras.Model:
     """CLIP's image tower: keras-hub `CLIPVisionEncoder` (class token,
     pre-LayerNorm, encoder, final LayerNorm), the class token, and the
-    bias-free `visual_projection`. Images `[B, S, S, C]` -> `[B, P]`."""
+    bias-free `visual_projection`. Images `[B, S, S, C]` -> `[B, P]`.
+
+    Example:
+
+    >>> tower = clip_vision_tower(  # doctest: +SKIP
+    ...     image_size=32, patch_size=8, width=32, depth=2, num_heads=2,
+    ...     mlp_dim=64, projection_dim=16,
+    ... )
+    """
     encoder = keras_hub.models.CLIPVisionEncoder(
         patch_size=patch_size,
         hidden_dim=width,
@@ -243,7 +256,15 @@ def clip_text_tower(
     the first `eos_token_id` (at the largest id when `eos_token_id == 2`,
     as `transformers` does for old configs), and the bias-free
     `text_projection`. Token ids `[B, max_sequence_length]` -> `[B, P]`;
-    the causal mask makes any padding after the EOS token irrelevant."""
+    the causal mask makes any padding after the EOS token irrelevant.
+
+    Example:
+
+    >>> tower = clip_text_tower(  # doctest: +SKIP
+    ...     vocab_size=100, max_sequence_length=16, width=32, depth=2,
+    ...     num_heads=2, mlp_dim=64, projection_dim=16, eos_token_id=99,
+    ... )
+    """
     token_ids = keras.Input(
         (max_sequence_length,), dtype="int32", name="token_ids"
     )
@@ -294,6 +315,11 @@ def convert_clip(
         docstring). Images are model-ready pixels `[B, S, S, 3]` (channels
         last, normalised with CLIP's mean and std); token ids come from
         CLIP's tokenizer (BOS ... EOS, any padding after the first EOS).
+
+    Example:
+
+    >>> model = convert_clip("./clip-vit-base-patch32")  # doctest: +SKIP
+    >>> model.save_to_preset("./clip_b32")  # doctest: +SKIP
     """
     params, config = load_transformers_checkpoint(source, config)
     vision = sub_config(config, "vision_config", _CLIP_VISION, "clip")

@@ -169,6 +169,14 @@ def bert_text_tower(
     tokens are segment 0, and the `[CLS]` feature goes through a linear
     `head`, as in `vit_jax/models_lit.py`. The tower is a functional Keras
     model (`token_ids` in, features out), so it serialises with presets.
+
+    Example:
+
+    >>> tower = bert_text_tower(  # doctest: +SKIP
+    ...     vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
+    ...     intermediate_dim=64, max_sequence_length=16, num_segments=2,
+    ...     num_classes=8,
+    ... )
     """
     bert = keras_hub.models.BertBackbone(
         vocabulary_size=vocabulary_size,
@@ -296,6 +304,11 @@ def convert_vision_transformer_lit(
         A softmax-loss `LiT` task with every checkpoint parameter loaded.
         Text towers expect the token ids of the model's own tokenizer
         (BERT WordPiece with id 0 for padding, or SentencePiece).
+
+    Example:
+
+    >>> model = convert_vision_transformer_lit("LiT-B16B.npz")  # doctest: +SKIP
+    >>> model.save_to_preset("./lit_b16b")  # doctest: +SKIP
     """
     config = _resolve_config(config, checkpoint)
     out_dim = config["out_dim"]

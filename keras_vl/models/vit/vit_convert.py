@@ -172,12 +172,7 @@ def convert_vit(
     >>> vit = convert_vit("vit.npz", {"variant": "B/16"})  # doctest: +SKIP
     >>> vit.save_to_preset("./vit_b16")  # doctest: +SKIP
     """
-    if not isinstance(config, dict):
-        raise TypeError(
-            "`config` must be a dict of big_vision keyword arguments. "
-            f"Received: {type(config).__name__}"
-        )
-    model_kwargs = config.get("model_kwargs", config)
+    model_kwargs = big_vision.model_kwargs_of(config)
     model_kwargs = {k: v for k, v in model_kwargs.items() if k != "image_size"}
     image_size = image_size or config.get("image_size", 224)
     vit = ViTBackbone(**vit_kwargs_from_big_vision(model_kwargs, image_size))
