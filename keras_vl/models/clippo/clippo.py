@@ -9,11 +9,11 @@ import numpy as np
 
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
-from keras_vl.models.clippo.clippo_presets import (
-    CLIPPO_PRESETS,
-    converted_preset_dir,
-)
 from keras_vl.models.contrastive import ContrastiveModel
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 
 def _to_numpy(x):
@@ -83,7 +83,7 @@ class Clippo(ContrastiveModel):
         handle, or the name of a released big_vision checkpoint (see
         `Clippo.presets`), which is downloaded and converted on first use.
         """
-        if preset in CLIPPO_PRESETS:
+        if is_converted_preset(preset):
             preset = converted_preset_dir(preset)
         model = super().from_preset(preset, **kwargs)
         model.backbone.load_glyph_table(preset)

@@ -9,6 +9,10 @@ from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 
 def _pixels_to_unit_range(images):
@@ -165,6 +169,11 @@ class ClippoBackbone(Backbone):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a preset: a local directory, a `kaggle://` or `hf://`
+        handle, or a name in `ClippoBackbone.presets`, which is downloaded
+        and converted on first use."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
         backbone = super().from_preset(preset, load_weights, **kwargs)
         backbone.load_glyph_table(preset)
         return backbone
