@@ -4,7 +4,7 @@ from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
-from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.layers.text_renderer import TextRenderer, render_text
 from keras_vl.layers.transformer import TransformerEncoderBlock
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "PositionEmbedding",
     "TextRenderer",
     "TransformerEncoderBlock",
+    "render_text",
 ]

@@ -34,6 +34,7 @@ neither affects the result. No Python loop runs over strings or glyphs.
 
 from __future__ import annotations
 
+import functools
 import os
 import types
 from collections.abc import Sequence
@@ -536,6 +537,50 @@ class TextRenderer(keras.layers.Layer):
             }
         )
         return config
+
+
+# ----------------------------------------------------------------------
+# Function form.
+
+
+def render_text(texts, **config: Any) -> np.ndarray:
+    """Renders strings as images exactly like big_vision's `render_unifont`.
+
+    A function form of `TextRenderer`: builds (and caches) one renderer per
+    configuration and returns numpy arrays.
+
+    Args:
+        texts: a string, or a list / tuple / 1-D array of strings (``str``
+            or UTF-8 ``bytes``).
+        **config: `TextRenderer` arguments (`image_size`, `font_size`,
+            `max_chars`, `background_brightness`, `text_brightness`,
+            `lower`, `monospace`, `spacing`, `min_width`, `glyph_table`).
+
+    Returns:
+        uint8 ``[B, image_size, image_size, 3]``, or
+        ``[image_size, image_size, 3]`` for a single string.
+
+    Example:
+
+    ```python
+    images = keras_vl.layers.render_text(["hello world"], image_size=224)
+    images.shape  # (1, 224, 224, 3)
+    ```
+    """
+    try:
+        key = tuple(sorted(config.items()))
+        hash(key)
+    except TypeError:
+        # Unhashable arguments (e.g. a numpy scalar array): no caching.
+        renderer = TextRenderer(**config)
+    else:
+        renderer = _cached_renderer(key)
+    return ops.convert_to_numpy(renderer(texts))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_renderer(key: tuple) -> TextRenderer:
+    return TextRenderer(**dict(key))
 
 
 # ----------------------------------------------------------------------
