@@ -61,7 +61,8 @@ def in_tf_graph() -> bool:
     ```python
     from keras_vl.distribute.tf_interop import in_tf_graph
 
-    dataset.map(lambda x: x if in_tf_graph() else None)  # True in the map
+    in_tf_graph()  # False
+    tf.function(in_tf_graph)()  # True: the call is traced into a graph.
     ```
     """
     tf = sys.modules.get("tensorflow")

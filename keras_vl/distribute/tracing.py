@@ -38,8 +38,13 @@ def is_tracing(*tensors: Any) -> bool:
     ```python
     from keras_vl.distribute.tracing import is_tracing
 
-    is_tracing(keras.ops.ones(3))  # False
-    jax.jit(lambda x: is_tracing(x) and x)(1.0)  # traced: True
+    def double(x):
+        if not is_tracing(x):
+            print("running eagerly")  # Only for eager calls.
+        return x * 2
+
+    double(keras.ops.ones(3))  # Prints.
+    jax.jit(double)(keras.ops.ones(3))  # Traced: does not print.
     ```
     """
     backend = keras.backend.backend()

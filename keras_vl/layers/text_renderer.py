@@ -364,8 +364,8 @@ class TextRenderer(keras.layers.Layer):
     def _render(self, cps, tables=None, op_by_op=False):
         # Reads only the attributes listed in `_settings` (and `_tables`
         # when `tables` is None): compiled programs run it on a namespace.
-        # `op_by_op`: the ops run eagerly one at a time, with no compiler
-        # to fuse them, which favours fewer, larger ops.
+        # `op_by_op`: the ops run eagerly one at a time with no compiler
+        # to fuse them (torch), which changes the fastest pixel lookup.
         tables = self._tables() if tables is None else tables
         size, cell = self.image_size, self.font_size
         num_lines = -(-size // cell)  # Lines that reach into the image.
@@ -543,7 +543,9 @@ class TextRenderer(keras.layers.Layer):
 # Function form.
 
 
-def render_text(texts, **config: Any) -> np.ndarray:
+def render_text(
+    texts: str | bytes | Sequence[str | bytes] | np.ndarray, **config: Any
+) -> np.ndarray:
     """Renders strings as images exactly like big_vision's `render_unifont`.
 
     A function form of `TextRenderer`: builds (and caches) one renderer per
