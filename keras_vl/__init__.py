@@ -7,7 +7,7 @@ Example:
 ```python
 import keras_vl
 
-images = keras_vl.utils.render_text(["hello world"], image_size=224)
+images = keras_vl.render_text(["hello world"], image_size=224)
 vit = keras_vl.models.ViTBackbone.from_variant("S/16", image_size=224)
 ```
 """
@@ -21,6 +21,7 @@ from keras_vl import (
     models,
     utils,
 )
+from keras_vl.layers import render_text
 from keras_vl.version import __version__
 
 __all__ = [
@@ -31,5 +32,6 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "render_text",
     "utils",
 ]

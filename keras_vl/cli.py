@@ -15,7 +15,7 @@ import sys
 def _render(args) -> None:
     from PIL import Image
 
-    from keras_vl.utils import render_text
+    from keras_vl.layers import render_text
 
     image = render_text(
         [args.text],

@@ -7,8 +7,8 @@ from conftest import load_npz, require_fixtures, to_numpy
 from PIL import Image
 
 from keras_vl import cli
+from keras_vl.layers import render_text
 from keras_vl.models import ViTBackbone
-from keras_vl.utils import render_text
 
 
 def test_render_writes_the_rendered_png(tmp_path):

@@ -4,7 +4,7 @@ from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
-from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.layers.text_renderer import TextRenderer, render_text
 from keras_vl.layers.transformer_encoder import (
     ENCODER_SIZES,
     TransformerEncoder,
@@ -22,4 +22,5 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "encoder_size",
+    "render_text",
 ]
