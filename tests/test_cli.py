@@ -50,7 +50,7 @@ def test_convert_writes_a_loadable_preset(tmp_path):
 
 
 def test_demo_passes_its_arguments_to_run_demo(tmp_path, monkeypatch):
-    # The demo itself runs end to end in tests/test_demo.py.
+    # The demo itself runs end to end in tests/demo/test_run.py.
     import keras_vl.demo
 
     calls = []
