@@ -126,7 +126,6 @@ class ClippoBackbone(Backbone):
             "image_embeddings": l2_normalize(vision_encoder(images)),
             "text_embeddings": l2_normalize(vision_encoder(texts)),
         }
-        kwargs.setdefault("name", "clippo_backbone")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
     def render(self, codepoints):

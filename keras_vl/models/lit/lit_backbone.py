@@ -357,7 +357,6 @@ class LiTBackbone(Backbone):
             "image_embeddings": self.embed_image_features(image_features),
             "text_embeddings": self._embed_text_features(text_features),
         }
-        kwargs.setdefault("name", "lit_backbone")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===

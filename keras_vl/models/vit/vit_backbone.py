@@ -198,7 +198,6 @@ class ViTBackbone(Backbone):
             x = self.pre_logits(x)
         if self.head is not None:
             x = self.head(x)
-        kwargs.setdefault("name", "vit_backbone")
         super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
 
         # === Config ===
