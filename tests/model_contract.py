@@ -104,9 +104,11 @@ class ContractTestCase(TestCase):
                 (`variable_length_data`, `run_mixed_precision_check`,
                 `run_quantization_check`).
         """
+        # keras-hub's precision and quantization checks swap the layers in
+        # the dict they are given for re-typed copies: hand them a copy.
         self.run_backbone_test(
             cls,
-            init_kwargs,
+            dict(init_kwargs),
             input_data,
             expected_output_shape,
             **backbone_test_kwargs,
