@@ -5,7 +5,10 @@ import numpy as np
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
-from keras_vl.models.preprocessing import check_same_batch_size
+from keras_vl.models.preprocessing import (
+    check_same_batch_size,
+    resized_pixels,
+)
 
 try:
     import tensorflow as tf
@@ -137,20 +140,8 @@ class ClippoPreprocessor(Preprocessor):
         return codepoints[0] if single else codepoints
 
     def _images(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.shape.rank not in (3, 4) or images.shape[-1] != 3:
-            raise ValueError(
-                "'images' must be a batch of RGB images [B, H, W, 3] or one "
-                f"image [H, W, 3]. Received shape {images.shape}"
-            )
-        if not (images.dtype.is_floating or images.dtype.is_integer):
-            raise TypeError(
-                f"'images' must be numeric. Received dtype {images.dtype.name}"
-            )
-        images = tf.cast(images, "float32")
-        size = self.image_size
-        if tuple(images.shape[-3:-1]) != (size, size):
-            images = tf.image.resize(images, (size, size), antialias=True)
+        size = (self.image_size, self.image_size)
+        images = resized_pixels(images, size, channels=3)
         return images * (2.0 / 255.0) - 1.0
 
     def get_config(self):

@@ -5,7 +5,10 @@ from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_vl.models.lit.lit_backbone import LiTBackbone
-from keras_vl.models.preprocessing import check_same_batch_size
+from keras_vl.models.preprocessing import (
+    check_same_batch_size,
+    resized_pixels,
+)
 from keras_vl.ops import pair
 
 try:
@@ -298,20 +301,7 @@ class LiTPreprocessor(Preprocessor):
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
 
     def _images(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.shape.rank not in (3, 4):
-            raise ValueError(
-                "'images' must be a batch of images [B, H, W, C] or one "
-                f"image [H, W, C]. Received shape {images.shape}"
-            )
-        if not (images.dtype.is_floating or images.dtype.is_integer):
-            raise TypeError(
-                f"'images' must be numeric. Received dtype {images.dtype.name}"
-            )
-        images = tf.cast(images, "float32")
-        size = self.image_size
-        if size is not None and tuple(images.shape[-3:-1]) != size:
-            images = tf.image.resize(images, size, antialias=True)
+        images = resized_pixels(images, self.image_size)
         images = images / 255.0
         if self.mean is not None:
             return (images - tf.constant(self.mean)) / tf.constant(self.std)
