@@ -98,17 +98,17 @@ class ClippoPreprocessor(Preprocessor):
                 "'images', 'image_texts'."
             )
         texts = self._codepoints(x["texts"], "texts")
-        # `[]` for one example, `[B]` for a batch.
-        batch_shape = tf.shape(texts)[:-1]
+        # No batch axis for one example; a list keeps the rank static.
+        batch_shape = [] if texts.shape.rank == 1 else [tf.shape(texts)[0]]
         if "image_texts" in x:
             image_texts = self._codepoints(x["image_texts"], "image_texts")
         else:
-            image_texts = tf.fill(tf.concat([batch_shape, [1]], 0), -1)
+            image_texts = tf.fill(batch_shape + [1], -1)
         if "images" in x:
             images = self._images(x["images"])
         elif "image_texts" in x:
             size = self.image_size
-            images = tf.zeros(tf.concat([batch_shape, [size, size, 3]], 0))
+            images = tf.zeros(batch_shape + [size, size, 3])
         else:
             raise ValueError(
                 "Pass 'images' (image-text pairs) or 'image_texts' "
