@@ -16,10 +16,6 @@ from keras_vl.utils.converted_presets import (
 )
 
 
-def _to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 @keras.saving.register_keras_serializable(package="keras_vl")
 class Clippo(ContrastiveModel):
     """CLIPPO task: contrastive training and the user API around it.
@@ -162,22 +158,7 @@ class Clippo(ContrastiveModel):
         codepoints[:, : raw.shape[1]] = raw
         return codepoints
 
-    def similarity(self, images, texts, preprocessed: bool = False):
-        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T`, `[B_i, B_t]`.
-
-        Args:
-            images: Images as for `encode_images`.
-            texts: Strings as for `encode_texts`.
-            preprocessed: Whether `images` are already model-ready.
-        """
-        return _to_numpy(
-            self.logits(
-                self.encode_images(images, preprocessed),
-                self.encode_texts(texts),
-            )
-        )
-
     def _preprocess_images(self, images):
         dummy_texts = [""] * len(images)
         inputs = self.preprocessor({"images": images, "texts": dummy_texts})
-        return _to_numpy(inputs["images"])
+        return keras.ops.convert_to_numpy(inputs["images"])
