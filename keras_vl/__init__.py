@@ -19,6 +19,7 @@ from keras_vl import (
     layers,
     losses,
     models,
+    ops,
     utils,
 )
 from keras_vl.layers import render_text
@@ -32,6 +33,7 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "ops",
     "render_text",
     "utils",
 ]

@@ -5,9 +5,14 @@ import numpy as np
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
+from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.preprocessing import (
     check_same_batch_size,
     resized_pixels,
+)
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
 )
 
 try:
@@ -51,6 +56,8 @@ class ClippoPreprocessor(Preprocessor):
     x = preprocessor({"images": uint8_images, "texts": ["a cat", "a dog"]})
     ```
     """
+
+    backbone_cls = ClippoBackbone
 
     def __init__(
         self, image_size: int = 224, sequence_length: int = 768, **kwargs
@@ -143,6 +150,15 @@ class ClippoPreprocessor(Preprocessor):
         size = (self.image_size, self.image_size)
         images = resized_pixels(images, size, channels=3)
         return images * (2.0 / 255.0) - 1.0
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs):
+        """Loads the preprocessor of a preset: a local directory, a
+        `kaggle://` or `hf://` handle, or a name in `Clippo.presets`
+        (downloaded and converted on first use)."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
+        return super().from_preset(preset, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from conftest import load_npz, require_fixtures, to_numpy
 
-from keras_vl.models import Clippo, ClippoBackbone, ViTBackbone
+from keras_vl.models import (
+    Clippo,
+    ClippoBackbone,
+    ClippoPreprocessor,
+    ViTBackbone,
+)
 from keras_vl.models.clippo import clippo_presets
 from keras_vl.utils.converted_presets import converted_preset_dir
 from keras_vl.utils.download import DownloadError
@@ -165,6 +170,12 @@ def test_backbone_from_a_registered_name(server, tmp_path, monkeypatch):
     io = load_npz(root / "io.npz")
     logits = backbone.vision_encoder(io["images"])
     assert np.abs(to_numpy(logits) - io["img/logits"]).max() <= 1e-4
+    assert requests == ["/good.npz"]
+    # The preprocessor resolves the same name from the cache.
+    preprocessor = ClippoPreprocessor.from_preset(
+        "clippo_b16_yfcc100m_i21k_init"
+    )
+    assert preprocessor.image_size == 64
     assert requests == ["/good.npz"]
 
 
