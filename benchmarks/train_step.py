@@ -98,7 +98,7 @@ from keras_vl.models import (  # noqa: E402
     ContrastiveModel,
     ViTBackbone,
 )
-from keras_vl.models.clippo.clippo_backbone import l2_normalize  # noqa: E402
+from keras_vl.ops import l2_normalize  # noqa: E402
 
 TARGET_VS_KERAS_HUB = 1.2
 TARGET_VS_TRANSFORMERS = 1.5

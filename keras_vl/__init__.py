@@ -7,7 +7,7 @@ Example:
 ```python
 import keras_vl
 
-images = keras_vl.utils.render_text(["hello world"], image_size=224)
+images = keras_vl.render_text(["hello world"], image_size=224)
 vit = keras_vl.models.ViTBackbone.from_variant("S/16", image_size=224)
 ```
 """
@@ -19,8 +19,10 @@ from keras_vl import (
     layers,
     losses,
     models,
+    ops,
     utils,
 )
+from keras_vl.layers import render_text
 from keras_vl.version import __version__
 
 __all__ = [
@@ -31,5 +33,7 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "ops",
+    "render_text",
     "utils",
 ]

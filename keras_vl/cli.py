@@ -15,7 +15,7 @@ import sys
 def _render(args) -> None:
     from PIL import Image
 
-    from keras_vl.utils import render_text
+    from keras_vl.layers import render_text
 
     image = render_text(
         [args.text],
@@ -28,9 +28,9 @@ def _render(args) -> None:
 
 
 def _convert(args) -> None:
-    from keras_vl.convert import big_vision
+    from keras_vl.models import convert_cli
 
-    big_vision.run(args)
+    convert_cli.run_big_vision(args)
 
 
 def _demo(args) -> None:
@@ -65,12 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.set_defaults(func=_render)
 
-    from keras_vl.convert import big_vision
+    from keras_vl.models import convert_cli
 
     convert = commands.add_parser(
         "convert", help="convert a big_vision checkpoint into a preset"
     )
-    big_vision.add_arguments(convert)
+    convert_cli.add_big_vision_arguments(convert)
     convert.set_defaults(func=_convert)
     return parser
 

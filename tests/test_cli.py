@@ -7,8 +7,8 @@ from conftest import load_npz, require_fixtures, to_numpy
 from PIL import Image
 
 from keras_vl import cli
+from keras_vl.layers import render_text
 from keras_vl.models import ViTBackbone
-from keras_vl.utils import render_text
 
 
 def test_render_writes_the_rendered_png(tmp_path):
@@ -50,7 +50,7 @@ def test_convert_writes_a_loadable_preset(tmp_path):
 
 
 def test_demo_passes_its_arguments_to_run_demo(tmp_path, monkeypatch):
-    # The demo itself runs end to end in tests/test_demo.py.
+    # The demo itself runs end to end in tests/demo/test_run.py.
     import keras_vl.demo
 
     calls = []

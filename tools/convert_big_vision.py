@@ -20,13 +20,13 @@ google-research/vision_transformer; `--config` may name one, e.g.
 
 import argparse
 
-from keras_vl.convert import big_vision
+from keras_vl.models import convert_cli
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    big_vision.add_arguments(parser)
-    big_vision.run(parser.parse_args(argv))
+    convert_cli.add_big_vision_arguments(parser)
+    convert_cli.run_big_vision(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ to it gives the config). Nothing is downloaded.
 
 import argparse
 
-from keras_vl.convert import transformers
+from keras_vl.models import convert_cli
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    transformers.add_arguments(parser)
-    transformers.run(parser.parse_args(argv))
+    convert_cli.add_huggingface_arguments(parser)
+    convert_cli.run_huggingface(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,14 @@ class CheckpointReader:
     Args:
         params: dict from '/'-joined names to arrays.
         source: Where the params came from, for error messages.
+
+    Example:
+
+    >>> import numpy as np
+    >>> reader = CheckpointReader({"w": np.zeros(2)}, source="ckpt.npz")
+    >>> reader.take("w").shape
+    (2,)
+    >>> reader.finish()
     """
 
     def __init__(

@@ -1,8 +1,12 @@
 """Backend-specific helpers.
 
-The only place in `keras_vl` that branches on the backend for collectives
-(see `keras_vl.distribute.replica` for why JAX and PyTorch need none) and
-for compiler hints (`keras_vl.distribute.compiler`).
+The only place in `keras_vl` that branches on the backend: collectives
+(see `keras_vl.distribute.replica` for why JAX and PyTorch need none),
+compiler hints (`keras_vl.distribute.compiler`), and, for the library's own
+layers, tracing state (`keras_vl.distribute.tracing`), cached XLA programs
+(`keras_vl.distribute.xla_cache`) and TensorFlow graph interop for `tf.data`
+(`keras_vl.distribute.tf_interop`). Those last three are internal helpers,
+imported from their modules rather than exported here.
 """
 
 from keras_vl.distribute.compiler import materialize_gradient

@@ -6,7 +6,7 @@ from keras_vl.layers.moe_router import MoeRouter
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
 from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
-from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.layers.text_renderer import TextRenderer, render_text
 from keras_vl.layers.transformer_encoder import (
     ENCODER_SIZES,
     TransformerEncoder,
@@ -26,4 +26,5 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "encoder_size",
+    "render_text",
 ]

@@ -31,5 +31,10 @@ class ClassToken(keras.layers.Layer):
         return ops.concatenate([token, tokens], axis=1)
 
     def compute_output_shape(self, input_shape):
-        batch, length, dim = input_shape
+        batch, length, dim = tuple(input_shape)
         return (batch, None if length is None else length + 1, dim)
+
+    def compute_output_spec(self, tokens):
+        # Shape only: NumPy inputs work as well as symbolic ones.
+        shape = self.compute_output_shape(tuple(tokens.shape))
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)

@@ -85,7 +85,13 @@ class MAPHead(keras.layers.Layer):
         return x[:, 0]
 
     def compute_output_shape(self, input_shape):
+        input_shape = tuple(input_shape)
         return (input_shape[0], input_shape[-1])
+
+    def compute_output_spec(self, tokens):
+        # Shape only: NumPy inputs work as well as symbolic ones.
+        shape = self.compute_output_shape(tuple(tokens.shape))
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

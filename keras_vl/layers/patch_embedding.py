@@ -80,7 +80,20 @@ class PatchEmbedding(keras.layers.Layer):
         return self.projection(images)
 
     def compute_output_shape(self, input_shape):
-        return self.projection.compute_output_shape(input_shape)
+        batch, height, width = tuple(input_shape)[:3]
+        grid = [
+            None if size is None else size // patch
+            for size, patch in zip(
+                (height, width), self.patch_size, strict=True
+            )
+        ]
+        return (batch, *grid, self.hidden_dim)
+
+    def compute_output_spec(self, images):
+        # Reads only `images.shape`, so a NumPy batch works as well as a
+        # symbolic tensor (Keras' default passes it no shape).
+        shape = self.compute_output_shape(tuple(images.shape))
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

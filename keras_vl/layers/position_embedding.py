@@ -93,7 +93,12 @@ class PositionEmbedding(keras.layers.Layer):
         return inputs + embedding
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs):
+        # Shape only: NumPy inputs work as well as symbolic ones.
+        shape = self.compute_output_shape(tuple(inputs.shape))
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

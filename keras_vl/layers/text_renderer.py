@@ -34,8 +34,8 @@ neither affects the result. No Python loop runs over strings or glyphs.
 
 from __future__ import annotations
 
+import functools
 import os
-import sys
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -44,12 +44,18 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_vl.distribute.tf_interop import (
+    call_in_tf_graph,
+    in_tf_graph,
+    is_tf_tensor,
+    tf_decode_utf8,
+)
+from keras_vl.distribute.tracing import constant_outside_trace, is_tracing
+from keras_vl.distribute.xla_cache import cached_xla_function
 from keras_vl.utils.glyph_table import GLYPH_SIZE, GlyphTable
 
 _ASSET_FILE = "glyph_table.npz"
 _MAX_FONT_SIZE = 32
-# Compiled `_render` programs, shared by renderers with equal settings.
-_COMPILED: dict = {}
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -174,7 +180,7 @@ class TextRenderer(keras.layers.Layer):
 
     def _set_glyph_table(self, glyph_table) -> None:
         self._tables_np = None
-        self._tables_by_backend = {}
+        self._table_tensors = None
         if glyph_table is None:
             self._glyph_table = GlyphTable.default()
         elif isinstance(glyph_table, GlyphTable):
@@ -242,24 +248,14 @@ class TextRenderer(keras.layers.Layer):
         They are created outside of any trace (`jax.jit`, `tf.function`)
         so one copy serves eager calls and every compiled version.
         """
-        backend = keras.backend.backend()
-        if backend in self._tables_by_backend:
-            return self._tables_by_backend[backend]
-        tables = self._numpy_tables()
-        if backend == "jax":
-            import jax
-
-            with jax.ensure_compile_time_eval():
-                tensors = {k: jax.numpy.asarray(v) for k, v in tables.items()}
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            with tf.init_scope():
-                tensors = {k: tf.constant(v) for k, v in tables.items()}
-        else:
-            tensors = {k: ops.convert_to_tensor(v) for k, v in tables.items()}
-        self._tables_by_backend[backend] = tensors
-        return tensors
+        if self._table_tensors is None:
+            self._table_tensors = {
+                name: constant_outside_trace(table)
+                for name, table in self._numpy_tables().items()
+            }
+        # A plain dict: the layer stores its attribute as a tracked dict,
+        # which compiled programs do not take as an argument.
+        return dict(self._table_tensors)
 
     # ------------------------------------------------------------------
     # Strings -> code points.
@@ -291,7 +287,7 @@ class TextRenderer(keras.layers.Layer):
     # Layer API.
 
     def call(self, inputs):
-        if _is_tf_tensor(inputs) and inputs.dtype.name == "string":
+        if is_tf_tensor(inputs) and inputs.dtype.name == "string":
             return self._call_tf_strings(inputs)
         if _is_string_input(inputs):
             strings, scalar = _as_string_list(inputs)
@@ -318,9 +314,12 @@ class TextRenderer(keras.layers.Layer):
         if isinstance(length, int) and length == 0:
             codepoints = ops.full((batch, 1), -1, "int32")
             length = 1
-        compiled = self._compiled_render(codepoints)
-        if compiled is None:
+        if is_tracing(codepoints):
+            # The caller's `jax.jit` / `tf.function` compiles everything.
             return self._render(codepoints)
+        compiled = self._compiled_render()
+        if compiled is None:
+            return self._render(codepoints, op_by_op=True)
         # Pad the length to a power of two so eager calls with strings of
         # varying length reuse a few compiled programs.
         bucket = max(16, 1 << (length - 1).bit_length())
@@ -330,44 +329,22 @@ class TextRenderer(keras.layers.Layer):
             )
         return compiled(self._tables(), codepoints)
 
-    def _compiled_render(self, codepoints):
-        """`_render` compiled with XLA, for eager calls on JAX/TensorFlow.
+    def _compiled_render(self):
+        """`_render` compiled with XLA for eager calls, or None (torch).
 
-        Returns None when already tracing (the caller's `jax.jit` or
-        `tf.function` compiles everything) and on torch (op by op).
         Renderers with equal settings share compiled programs: the glyph
         tables are arguments, not constants baked into the program.
         """
-        backend = keras.backend.backend()
-        if backend == "jax":
-            import jax
-
-            if isinstance(codepoints, jax.core.Tracer):
-                return None
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            if not tf.executing_eagerly():
-                return None
-        else:
-            return None
         settings = self._settings()
-        key = (backend, tuple(settings.items()))
-        if key not in _COMPILED:
-            # Compile against the settings alone, so the cache keeps no
-            # renderer (and none of its tables) alive.
-            fixed = types.SimpleNamespace(**settings)
+        # Compile against the settings alone, so the cache keeps no
+        # renderer (and none of its tables) alive.
+        fixed = types.SimpleNamespace(**settings)
 
-            def render(tables, codepoints):
-                return TextRenderer._render(fixed, codepoints, tables)
+        def render(tables, codepoints):
+            return TextRenderer._render(fixed, codepoints, tables)
 
-            if backend == "jax":
-                _COMPILED[key] = jax.jit(render)
-            else:
-                _COMPILED[key] = tf.function(
-                    render, jit_compile=True, reduce_retracing=True
-                )
-        return _COMPILED[key]
+        key = ("TextRenderer._render", tuple(settings.items()))
+        return cached_xla_function(key, render)
 
     def _settings(self) -> dict[str, Any]:
         """Everything `_render` reads besides the tables."""
@@ -384,9 +361,11 @@ class TextRenderer(keras.layers.Layer):
         )
         return {name: getattr(self, name) for name in names}
 
-    def _render(self, cps, tables=None):
+    def _render(self, cps, tables=None, op_by_op=False):
         # Reads only the attributes listed in `_settings` (and `_tables`
         # when `tables` is None): compiled programs run it on a namespace.
+        # `op_by_op`: the ops run eagerly one at a time with no compiler
+        # to fuse them (torch), which changes the fastest pixel lookup.
         tables = self._tables() if tables is None else tables
         size, cell = self.image_size, self.font_size
         num_lines = -(-size // cell)  # Lines that reach into the image.
@@ -459,7 +438,7 @@ class TextRenderer(keras.layers.Layer):
         )
         canvas = ops.reshape(canvas, (batch, num_pixels + 1))[:, :num_pixels]
 
-        if cell == GLYPH_SIZE and keras.backend.backend() == "torch":
+        if cell == GLYPH_SIZE and op_by_op:
             # Op by op, two lookups of 8 pixel values per byte of a column
             # word beat shifting its 16 bits out one at a time.
             low = ops.take(tables["byte_pixels"], canvas & 0xFF, axis=0)
@@ -491,47 +470,38 @@ class TextRenderer(keras.layers.Layer):
         return ops.transpose(ops.stack([image] * 3, axis=1), (0, 2, 3, 1))
 
     def _call_tf_strings(self, inputs):
-        import tensorflow as tf
-
         rank = inputs.shape.rank
         if rank is None or rank > 1:
             raise ValueError(
                 "`inputs` strings must be a scalar or a 1-D batch, got a "
                 f"tf.string tensor of shape {inputs.shape}"
             )
-        if tf.executing_eagerly():
+        if not in_tf_graph():
             strings, scalar = _as_string_list(inputs)
             images = self.render_codepoints(
                 _encode(strings, self.max_chars, self.lower)
             )
             return images[0] if scalar else images
-        if keras.backend.backend() != "tensorflow":
-            # A tf.data pipeline under another backend: run eagerly there.
-            return self._tf_numpy_function(inputs)
-        texts = tf.reshape(inputs, (-1,))
-        if self.lower:
-            texts = tf.strings.lower(texts)  # ASCII only, like big_vision.
-        decoded = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
-        if self.max_chars:
-            decoded = decoded[:, : self.max_chars]
-        cps = decoded.to_tensor(default_value=-1)
-        pad = tf.maximum(1 - tf.shape(cps)[1], 0)
-        cps = tf.pad(cps, [[0, 0], [0, pad]], constant_values=-1)
-        images = self._render(tf.cast(cps, tf.int32))
-        return images[0] if rank == 0 else images
 
-    def _tf_numpy_function(self, inputs):
-        import tensorflow as tf
+        # A tf.data pipeline or tf.function: decode in the graph and render
+        # there with the TensorFlow backend, else render each batch eagerly
+        # on the host.
+        def traced(texts):
+            # `lower`: ASCII only, like big_vision.
+            codepoints = tf_decode_utf8(
+                texts, lower_ascii=self.lower, max_chars=self.max_chars
+            )
+            images = self._render(codepoints)
+            return images[0] if rank == 0 else images
 
-        def render(texts):
-            return keras.ops.convert_to_numpy(self(texts))
-
-        images = tf.numpy_function(render, [inputs], tf.uint8, stateful=False)
         size = self.image_size
-        images.set_shape(
-            [size, size, 3] if inputs.shape.rank == 0 else [None, size, size, 3]
+        return call_in_tf_graph(
+            inputs,
+            traced,
+            self,  # Numpy strings in, images out.
+            dtype="uint8",
+            shape=[size, size, 3] if rank == 0 else [None, size, size, 3],
         )
-        return images
 
     def compute_output_spec(self, inputs):
         shape = getattr(inputs, "shape", None)
@@ -570,6 +540,52 @@ class TextRenderer(keras.layers.Layer):
 
 
 # ----------------------------------------------------------------------
+# Function form.
+
+
+def render_text(
+    texts: str | bytes | Sequence[str | bytes] | np.ndarray, **config: Any
+) -> np.ndarray:
+    """Renders strings as images exactly like big_vision's `render_unifont`.
+
+    A function form of `TextRenderer`: builds (and caches) one renderer per
+    configuration and returns numpy arrays.
+
+    Args:
+        texts: a string, or a list / tuple / 1-D array of strings (``str``
+            or UTF-8 ``bytes``).
+        **config: `TextRenderer` arguments (`image_size`, `font_size`,
+            `max_chars`, `background_brightness`, `text_brightness`,
+            `lower`, `monospace`, `spacing`, `min_width`, `glyph_table`).
+
+    Returns:
+        uint8 ``[B, image_size, image_size, 3]``, or
+        ``[image_size, image_size, 3]`` for a single string.
+
+    Example:
+
+    ```python
+    images = keras_vl.layers.render_text(["hello world"], image_size=224)
+    images.shape  # (1, 224, 224, 3)
+    ```
+    """
+    try:
+        key = tuple(sorted(config.items()))
+        hash(key)
+    except TypeError:
+        # Unhashable arguments (e.g. a numpy scalar array): no caching.
+        renderer = TextRenderer(**config)
+    else:
+        renderer = _cached_renderer(key)
+    return ops.convert_to_numpy(renderer(texts))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_renderer(key: tuple) -> TextRenderer:
+    return TextRenderer(**dict(key))
+
+
+# ----------------------------------------------------------------------
 # Helpers.
 
 
@@ -591,11 +607,6 @@ def _check_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def _is_tf_tensor(x) -> bool:
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(x, tf.Tensor | tf.Variable)
-
-
 def _is_string_input(x) -> bool:
     if isinstance(x, str | bytes | list | tuple):
         return True
@@ -606,7 +617,7 @@ def _as_string_list(texts) -> tuple[list[str | bytes], bool]:
     """Returns (list of str/bytes, whether the input was a scalar)."""
     if isinstance(texts, str | bytes):
         return [texts], True
-    if _is_tf_tensor(texts):
+    if is_tf_tensor(texts):
         if texts.dtype.name != "string":
             raise TypeError(
                 f"`inputs` must be strings, got a tf tensor of {texts.dtype}"

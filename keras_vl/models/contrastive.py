@@ -299,6 +299,50 @@ class ContrastiveModel(ContrastiveTraining, Task):
             **kwargs,
         )
 
+    # --- Inference ---------------------------------------------------------
+    # A task says how it encodes each modality (`encode_images`,
+    # `encode_texts`); comparing the two is the same for every task.
+
+    def encode_images(
+        self, images, preprocessed: bool = False, batch_size: int = 64
+    ) -> np.ndarray:
+        """Embeds images: numpy float32 `[B, D]`, L2-normalised."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `encode_images`."
+        )
+
+    def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
+        """Embeds texts: numpy float32 `[B, D]`, L2-normalised."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `encode_texts`."
+        )
+
+    def similarity(
+        self, images, texts, preprocessed: bool = False
+    ) -> np.ndarray:
+        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T (+ b)`.
+
+        Args:
+            images: Images as `encode_images` takes them.
+            texts: Texts as `encode_texts` takes them.
+            preprocessed: Whether `images` are already model-ready.
+
+        Returns:
+            numpy float32 `[num_images, num_texts]`.
+
+        Example:
+
+        ```python
+        logits = model.similarity(images, ["a red circle", "a blue square"])
+        best_text = logits.argmax(axis=1)
+        ```
+        """
+        logits = self.logits(
+            self.encode_images(images, preprocessed),
+            self.encode_texts(texts),
+        )
+        return ops.convert_to_numpy(logits)
+
     def _encode_in_batches(self, embed, inputs, batch_size: int):
         """`embed` over numpy `inputs` (an array or a dict of arrays),
         `batch_size` rows at a time -> numpy float32.

@@ -1,143 +1,81 @@
-"""big_vision ViT checkpoints -> presets: parity with the golden fixtures."""
+"""big_vision naming helpers: Linen renumbering, configs, prefixes."""
 
 import json
 
-import keras
 import numpy as np
 import pytest
-from conftest import load_npz, require_fixtures, to_numpy
 
-from keras_vl.convert.big_vision import convert_vit
-from keras_vl.convert.checkpoint import load_npz_checkpoint
-from keras_vl.models import ViTBackbone
-from tools import convert_big_vision
-
-VIT_MODELS = (
-    "gap_learn",
-    "map_sincos2d",
-    "tok_learn",
-    "tok_sincos2d_nc10",
-    "map_learn_nc10",
-    "gap_learn_nc10_zeroinit",
+from keras_vl.convert.big_vision import (
+    learned_grid_size,
+    linen_names,
+    open_checkpoint,
+    read_config,
+    strip_params_prefix,
 )
-TOLERANCE = 1e-4
 
 
-def vit_fixture(name):
-    root = require_fixtures("vit")
-    config = json.loads((root / "configs.json").read_text())["models"][name]
-    return root, config
-
-
-def intermediate(model, layer_name):
-    return keras.Model(model.inputs, model.get_layer(layer_name).output)
-
-
-@pytest.mark.parametrize("name", VIT_MODELS)
-def test_converted_preset_matches_big_vision(name, tmp_path):
-    root, config = vit_fixture(name)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(config))
-    preset = tmp_path / "preset"
-    convert_big_vision.main(
-        [
-            "--model",
-            "vit",
-            "--checkpoint",
-            str(root / config["params_file"]),
-            "--config",
-            str(config_path),
-            "--output",
-            str(preset),
-        ]
-    )
-    vit = ViTBackbone.from_preset(str(preset))
-    images = load_npz(root / "inputs.npz")["images"]
-    expected = load_npz(root / config["io_file"])
-
-    out = to_numpy(vit(images))
-    assert out.shape == expected["out"].shape
-    assert np.abs(out - expected["out"]).max() <= TOLERANCE
-
-    stem = to_numpy(intermediate(vit, "embedding")(images))
-    assert np.abs(stem - expected["stem"]).max() <= TOLERANCE
-    encoded = to_numpy(intermediate(vit, "Transformer")(images))
-    assert np.abs(encoded - expected["encoded"]).max() <= TOLERANCE
-    tokens = keras.Model(vit.inputs, vit.encoder.input)(images)
-    for i, block in enumerate(vit.encoder.blocks):
-        tokens = block(tokens)
-        reference = expected[f"encoder/block{i:02d}/+mlp"]
-        assert np.abs(to_numpy(tokens) - reference).max() <= TOLERANCE
-
-
-def test_missing_parameter_is_named(tmp_path):
-    root, config = vit_fixture("tok_learn")
-    params = load_npz(root / config["params_file"])
-    del params["cls"]
-    path = tmp_path / "ckpt.npz"
-    np.savez(path, **params)
-    with pytest.raises(ValueError, match="'cls' is missing"):
-        convert_vit(path, config)
-
-
-def test_unknown_parameter_is_named(tmp_path):
-    root, config = vit_fixture("gap_learn")
-    params = load_npz(root / config["params_file"])
-    params["Transformer/encoderblock_7/extra"] = np.zeros(3, "float32")
-    path = tmp_path / "ckpt.npz"
-    np.savez(path, **params)
-    with pytest.raises(ValueError, match="encoderblock_7/extra"):
-        convert_vit(path, config)
-
-
-def test_wrong_shape_names_parameter_and_variable(tmp_path):
-    root, config = vit_fixture("gap_learn")
-    params = load_npz(root / config["params_file"])
-    params["embedding/bias"] = np.zeros(7, "float32")
-    path = tmp_path / "ckpt.npz"
-    np.savez(path, **params)
-    with pytest.raises(ValueError, match="embedding/bias.*\\(7,\\)"):
-        convert_vit(path, config)
-
-
-def test_bfloat16_checkpoint_is_recovered(tmp_path):
-    root, config = vit_fixture("gap_learn")
-    params = load_npz(root / config["params_file"])
-    # numpy stores bfloat16 as 2-byte void: keep the top 16 bits.
-    as_bf16 = {
-        k: (v.astype("float32").view(np.uint32) >> 16)
-        .astype(np.uint16)
-        .view("V2")
-        for k, v in params.items()
+def test_linen_names_renumber_pre_linen_modules():
+    params = {
+        "a/LayerNorm_0/scale": 0,
+        "a/MultiHeadDotProductAttention_1/out/bias": 1,
+        "a/LayerNorm_2/scale": 2,
+        "a/MlpBlock_3/Dense_0/bias": 3,
+        "a/MlpBlock_3/Dense_1/bias": 4,
+        "encoderblock_10/x": 5,
+        "encoderblock_2/x": 6,
     }
-    path = tmp_path / "bf16.npz"
-    np.savez(path, **as_bf16)
-    loaded = load_npz_checkpoint(path)
-    for key, value in params.items():
-        assert loaded[key].dtype == np.float32
-        np.testing.assert_allclose(loaded[key], value, rtol=1e-2, atol=1e-6)
-    images = load_npz(root / "inputs.npz")["images"]
-    out = to_numpy(convert_vit(path, config)(images))
-    reference = load_npz(root / config["io_file"])["out"]
-    assert np.abs(out - reference).max() < 0.1
+    assert linen_names(params) == {
+        "a/LayerNorm_0/scale": 0,
+        "a/MultiHeadDotProductAttention_0/out/bias": 1,
+        "a/LayerNorm_1/scale": 2,
+        "a/MlpBlock_0/Dense_0/bias": 3,
+        "a/MlpBlock_0/Dense_1/bias": 4,
+        "encoderblock_1/x": 5,  # natural order: 2 before 10
+        "encoderblock_0/x": 6,
+    }
+    # Linen names are a fixed point.
+    linen = linen_names(params)
+    assert linen_names(linen) == linen
 
 
-def test_pickled_checkpoint_is_refused(tmp_path):
-    path = tmp_path / "evil.npz"
-    np.savez(path, payload=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match="pickled"):
-        load_npz_checkpoint(path)
+def test_read_config_requires_an_object(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_kwargs": {"width": 8}}))
+    assert read_config(path) == {"model_kwargs": {"width": 8}}
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        read_config(path)
 
 
-def test_corrupted_checkpoint_is_refused(tmp_path):
-    path = tmp_path / "broken.npz"
-    path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ValueError, match="not a readable"):
-        load_npz_checkpoint(path)
+def test_open_checkpoint_skips_training_state(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    np.savez(
+        path,
+        **{
+            "params/img/LayerNorm_2/scale": np.ones(3, "float32"),
+            "opt/state": np.zeros(1, "float32"),
+            "chrono/time": np.zeros(1, "float32"),
+        },
+    )
+    reader = open_checkpoint(path, linen=True)
+    assert sorted(reader.params) == [
+        "chrono/time",
+        "opt/state",
+        "params/img/LayerNorm_0/scale",
+    ]
+    with pytest.raises(ValueError, match="LayerNorm_0/scale"):
+        reader.finish()
+    reader.take("params/img/LayerNorm_0/scale")
+    reader.finish()
+    assert strip_params_prefix(reader, "params/img/") == "params/img/"
 
 
-def test_unknown_config_key(tmp_path):
-    root, config = vit_fixture("gap_learn")
-    config = {**config, "model_kwargs": {**config["model_kwargs"], "x": 1}}
-    with pytest.raises(ValueError, match="'x'"):
-        convert_vit(root / config["params_file"], config)
+def test_prefix_and_grid_size_follow_the_checkpoint(tmp_path):
+    path = tmp_path / "bare.npz"
+    np.savez(path, **{"img/pos_embedding": np.zeros((1, 16, 4), "float32")})
+    reader = open_checkpoint(path)
+    assert strip_params_prefix(reader, "params/img/") == "img/"
+    assert strip_params_prefix(reader, "params/txt/") == "params/txt/"
+    assert learned_grid_size(reader, "img/pos_embedding", 8) == 32
+    assert learned_grid_size(reader, "img/pos_embedding", (4, 4)) == 16
+    assert learned_grid_size(reader, "txt/pos_embedding", 8) is None

@@ -11,9 +11,12 @@ from conftest import backend, load_npz, require_fixtures, to_numpy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keras_vl.layers.text_renderer import TextRenderer, area_resize_glyphs
+from keras_vl.layers.text_renderer import (
+    TextRenderer,
+    area_resize_glyphs,
+    render_text,
+)
 from keras_vl.utils.glyph_table import GlyphTable
-from keras_vl.utils.text_rendering import render_text
 
 CONFIGS = ["a_default_224", "b_monospace_224", "c_default_64", "d_custom_224"]
 

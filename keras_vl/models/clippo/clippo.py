@@ -9,15 +9,11 @@ import numpy as np
 
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
-from keras_vl.models.clippo.clippo_presets import (
-    CLIPPO_PRESETS,
-    converted_preset_dir,
-)
 from keras_vl.models.contrastive import ContrastiveModel
-
-
-def _to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -83,7 +79,7 @@ class Clippo(ContrastiveModel):
         handle, or the name of a released big_vision checkpoint (see
         `Clippo.presets`), which is downloaded and converted on first use.
         """
-        if preset in CLIPPO_PRESETS:
+        if is_converted_preset(preset):
             preset = converted_preset_dir(preset)
         model = super().from_preset(preset, **kwargs)
         model.backbone.load_glyph_table(preset)
@@ -162,22 +158,7 @@ class Clippo(ContrastiveModel):
         codepoints[:, : raw.shape[1]] = raw
         return codepoints
 
-    def similarity(self, images, texts, preprocessed: bool = False):
-        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T`, `[B_i, B_t]`.
-
-        Args:
-            images: Images as for `encode_images`.
-            texts: Strings as for `encode_texts`.
-            preprocessed: Whether `images` are already model-ready.
-        """
-        return _to_numpy(
-            self.logits(
-                self.encode_images(images, preprocessed),
-                self.encode_texts(texts),
-            )
-        )
-
     def _preprocess_images(self, images):
         dummy_texts = [""] * len(images)
         inputs = self.preprocessor({"images": images, "texts": dummy_texts})
-        return _to_numpy(inputs["images"])
+        return keras.ops.convert_to_numpy(inputs["images"])

@@ -9,6 +9,11 @@ from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
+from keras_vl.ops import l2_normalize
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 
 def _pixels_to_unit_range(images):
@@ -18,13 +23,6 @@ def _pixels_to_unit_range(images):
 
 # Where a preset keeps the font its model was trained with.
 GLYPH_TABLE_ASSET = "assets/text_renderer/glyph_table.npz"
-
-
-def l2_normalize(x, epsilon: float = 1e-8):
-    """`x / (||x|| + epsilon)` along the last axis, as in big_vision."""
-    x = ops.cast(x, "float32")
-    norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
-    return x / (norm + epsilon)
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -46,8 +44,8 @@ class ClippoBackbone(Backbone):
             is how text-text pairs (next-sentence prediction) and mixed
             batches train. All `-1` for ordinary image-text pairs.
 
-    Outputs (a dict): `image_embeddings`, `text_embeddings`, float32
-    `[B, out_dim]`.
+    Outputs (a dict): `image_embeddings`, `text_embeddings`, `[B, out_dim]`
+    in the compute dtype (float32 unless a mixed-precision `dtype` is set).
 
     Args:
         vision_encoder: The `ViTBackbone` shared by both modalities (or its
@@ -126,7 +124,6 @@ class ClippoBackbone(Backbone):
             "image_embeddings": l2_normalize(vision_encoder(images)),
             "text_embeddings": l2_normalize(vision_encoder(texts)),
         }
-        kwargs.setdefault("name", "clippo_backbone")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
     def render(self, codepoints):
@@ -165,6 +162,11 @@ class ClippoBackbone(Backbone):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a preset: a local directory, a `kaggle://` or `hf://`
+        handle, or a name in `ClippoBackbone.presets`, which is downloaded
+        and converted on first use."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
         backbone = super().from_preset(preset, load_weights, **kwargs)
         backbone.load_glyph_table(preset)
         return backbone

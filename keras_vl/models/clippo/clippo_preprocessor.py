@@ -5,6 +5,16 @@ import numpy as np
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
+from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
+from keras_vl.models.preprocessing import (
+    check_same_batch_size,
+    resized_pixels,
+)
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
+
 try:
     import tensorflow as tf
 except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
@@ -22,7 +32,8 @@ class ClippoPreprocessor(Preprocessor):
     `sequence_length` and padded with -1; the backbone renders them. Runs in
     `tf.data` pipelines and eagerly on numpy batches.
 
-    Input dict keys:
+    Input dict keys (a batch, or one example without the batch axis, as
+    `tf.data.Dataset.map` passes before batching):
         texts: strings `[B]` (required).
         images: pixels `[B, H, W, 3]`; optional when every example is a
             text-text pair.
@@ -45,6 +56,8 @@ class ClippoPreprocessor(Preprocessor):
     x = preprocessor({"images": uint8_images, "texts": ["a cat", "a dog"]})
     ```
     """
+
+    backbone_cls = ClippoBackbone
 
     def __init__(
         self, image_size: int = 224, sequence_length: int = 768, **kwargs
@@ -92,39 +105,25 @@ class ClippoPreprocessor(Preprocessor):
                 "'images', 'image_texts'."
             )
         texts = self._codepoints(x["texts"], "texts")
-        batch_size = tf.shape(texts)[0]
+        # No batch axis for one example; a list keeps the rank static.
+        batch_shape = [] if texts.shape.rank == 1 else [tf.shape(texts)[0]]
         if "image_texts" in x:
             image_texts = self._codepoints(x["image_texts"], "image_texts")
         else:
-            image_texts = tf.fill([batch_size, 1], -1)
+            image_texts = tf.fill(batch_shape + [1], -1)
         if "images" in x:
             images = self._images(x["images"])
         elif "image_texts" in x:
             size = self.image_size
-            images = tf.zeros([batch_size, size, size, 3], "float32")
+            images = tf.zeros(batch_shape + [size, size, 3])
         else:
             raise ValueError(
                 "Pass 'images' (image-text pairs) or 'image_texts' "
                 "(text-text pairs) next to 'texts'."
             )
-        self._check_batch_sizes(images, texts)
+        check_same_batch_size(images, texts)
         outputs = {"images": images, "texts": texts, "image_texts": image_texts}
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
-
-    @staticmethod
-    def _check_batch_sizes(images, texts):
-        message = "'images' and 'texts' must have the same batch size"
-        n_images, n_texts = images.shape[0], texts.shape[0]
-        if n_images is not None and n_texts is not None:
-            if n_images != n_texts:
-                raise ValueError(
-                    f"{message}. Received {n_images} images and {n_texts} "
-                    "texts."
-                )
-        else:  # Inside tf.data the sizes are only known at run time.
-            tf.debugging.assert_equal(
-                tf.shape(images)[0], tf.shape(texts)[0], message=message
-            )
 
     def _codepoints(self, texts, name):
         texts = tf.convert_to_tensor(texts)
@@ -132,34 +131,34 @@ class ClippoPreprocessor(Preprocessor):
             raise TypeError(
                 f"'{name}' must be strings. Received dtype {texts.dtype.name}"
             )
-        if texts.shape.rank != 1:
+        if texts.shape.rank not in (0, 1):
             raise ValueError(
-                f"'{name}' must be a batch of strings (rank 1). Received "
-                f"shape {texts.shape}"
+                f"'{name}' must be a batch of strings (rank 1) or one string. "
+                f"Received shape {texts.shape}"
             )
-        codepoints = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
+        single = texts.shape.rank == 0
+        batch = texts[None] if single else texts
+        codepoints = tf.strings.unicode_decode(batch, "UTF-8", errors="replace")
         codepoints = codepoints[:, : self.sequence_length]
         # Pad to a fixed length so compiled steps keep one shape.
-        return codepoints.to_tensor(
+        codepoints = codepoints.to_tensor(
             default_value=-1, shape=[None, self.sequence_length]
         )
+        return codepoints[0] if single else codepoints
 
     def _images(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.shape.rank != 4 or images.shape[-1] != 3:
-            raise ValueError(
-                "'images' must be a batch of RGB images [B, H, W, 3]. "
-                f"Received shape {images.shape}"
-            )
-        if not (images.dtype.is_floating or images.dtype.is_integer):
-            raise TypeError(
-                f"'images' must be numeric. Received dtype {images.dtype.name}"
-            )
-        images = tf.cast(images, "float32")
-        size = self.image_size
-        if tuple(images.shape[1:3]) != (size, size):
-            images = tf.image.resize(images, (size, size), antialias=True)
+        size = (self.image_size, self.image_size)
+        images = resized_pixels(images, size, channels=3)
         return images * (2.0 / 255.0) - 1.0
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs):
+        """Loads the preprocessor of a preset: a local directory, a
+        `kaggle://` or `hf://` handle, or a name in `Clippo.presets`
+        (downloaded and converted on first use)."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
+        return super().from_preset(preset, **kwargs)
 
     def get_config(self):
         config = super().get_config()

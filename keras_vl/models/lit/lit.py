@@ -24,10 +24,6 @@ LOCK_MODES = {
 }
 
 
-def _to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 def parse_lock(lock: str) -> tuple[str, str]:
     """Splits a lock string like `"Lu"` into `(image mode, text mode)`."""
     if (
@@ -236,24 +232,6 @@ class LiT(ContrastiveModel):
             self.backbone.embed_texts, inputs, batch_size
         )
 
-    def similarity(
-        self, images, texts, preprocessed: bool = False
-    ) -> np.ndarray:
-        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T (+ b)`,
-        `[B_images, B_texts]`.
-
-        Args:
-            images: Images as for `encode_images`.
-            texts: Texts as for `encode_texts`.
-            preprocessed: Whether `images` are already model-ready.
-        """
-        return _to_numpy(
-            self.logits(
-                self.encode_images(images, preprocessed),
-                self.encode_texts(texts),
-            )
-        )
-
     def text_inputs(self, texts) -> dict:
         """Texts (strings, token ids, or a dict of model-ready inputs) ->
         the backbone's text inputs, as numpy arrays."""
@@ -295,7 +273,7 @@ class LiT(ContrastiveModel):
             )
         outputs = self.preprocessor({"texts": texts})
         return {
-            name: _to_numpy(outputs[name])
+            name: keras.ops.convert_to_numpy(outputs[name])
             for name in self.backbone.text_input_names
         }
 
@@ -327,7 +305,9 @@ class LiT(ContrastiveModel):
                 "This model has no preprocessor: pass model-ready images "
                 "with `preprocessed=True`."
             )
-        return _to_numpy(self.preprocessor({"images": images})["images"])
+        return keras.ops.convert_to_numpy(
+            self.preprocessor({"images": images})["images"]
+        )
 
     # --- Cached image features --------------------------------------------
 

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 from keras_hub.models import Backbone
 
-from keras_vl.models.clippo.clippo_backbone import l2_normalize
+from keras_vl.ops import l2_normalize
 
 IMAGE_POOLING_TYPES = ("auto", "avg", "max", "first", "none")
 TEXT_INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
@@ -195,7 +195,8 @@ class LiTBackbone(Backbone):
     tower is a `TextTransformer` (big_vision's, SentencePiece tokens), a
     keras-hub `BertBackbone` (its `[CLS]` token, as big_vision's BERT
     towers use, without BERT's pooler) or any Keras model mapping token
-    ids to features. Embeddings are `z / (||z|| + 1e-8)`, in float32.
+    ids to features. Embeddings are `z / (||z|| + 1e-8)` (the norm taken
+    in float32), in the compute dtype.
 
     Which tower is locked (frozen) and which trains is decided by the `LiT`
     task (`lock="Lu"` etc.); a locked tower runs in inference mode and no
@@ -207,8 +208,9 @@ class LiTBackbone(Backbone):
         segment_ids, padding_mask: int32 `[B, L]`, only when the text
             encoder takes them (a keras-hub `BertBackbone`).
 
-    Outputs (a dict): `image_embeddings`, `text_embeddings`, float32
-    `[B, D]`, L2-normalised.
+    Outputs (a dict): `image_embeddings`, `text_embeddings`, `[B, D]`,
+    L2-normalised, in the compute dtype (float32 unless a mixed-precision
+    `dtype` is set).
 
     Args:
         image_encoder: The image model (or its serialized config).
@@ -357,7 +359,6 @@ class LiTBackbone(Backbone):
             "image_embeddings": self.embed_image_features(image_features),
             "text_embeddings": self._embed_text_features(text_features),
         }
-        kwargs.setdefault("name", "lit_backbone")
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         # === Config ===

@@ -5,6 +5,11 @@ from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_vl.models.lit.lit_backbone import LiTBackbone
+from keras_vl.models.preprocessing import (
+    check_same_batch_size,
+    resized_pixels,
+)
+from keras_vl.ops import pair
 
 try:
     import tensorflow as tf
@@ -19,22 +24,6 @@ _SPECIAL_TOKENS = {
     "eos": (("end_token_id", "sep_token_id"), ("</s>", "[SEP]", "<eos>")),
     "pad": (("pad_token_id",), ("<pad>", "[PAD]")),
 }
-
-
-def _pair(value, name):
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    value = tuple(value) if isinstance(value, list | tuple) else (value,)
-    if len(value) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int, a pair of positive ints or "
-            f"None. Received: {name}={value}"
-        )
-    return value
 
 
 def _floats(value, name):
@@ -197,7 +186,7 @@ class LiTPreprocessor(Preprocessor):
                 )
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
-        self._image_size = _pair(image_size, "image_size")
+        self._image_size = pair(image_size, "image_size", allow_none=True)
         self.value_range = value_range
         self.mean = mean
         self.std = std
@@ -308,45 +297,11 @@ class LiTPreprocessor(Preprocessor):
         if "texts" in x:
             outputs.update(self._texts(x["texts"]))
         if "images" in x and "texts" in x:
-            self._check_batch_sizes(outputs["images"], outputs["token_ids"])
+            check_same_batch_size(outputs["images"], outputs["token_ids"])
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
 
-    @staticmethod
-    def _check_batch_sizes(images, token_ids):
-        message = "'images' and 'texts' must have the same batch size"
-        if images.shape.rank != token_ids.shape.rank + 2:
-            raise ValueError(
-                f"{message}: pass a batch of both or one example of both."
-            )
-        if images.shape.rank == 3:
-            return
-        n_images, n_texts = images.shape[0], token_ids.shape[0]
-        if n_images is not None and n_texts is not None:
-            if n_images != n_texts:
-                raise ValueError(
-                    f"{message}. Received {n_images} images and {n_texts} "
-                    "texts."
-                )
-        else:  # Inside tf.data the sizes are only known at run time.
-            tf.debugging.assert_equal(
-                tf.shape(images)[0], tf.shape(token_ids)[0], message=message
-            )
-
     def _images(self, images):
-        images = tf.convert_to_tensor(images)
-        if images.shape.rank not in (3, 4):
-            raise ValueError(
-                "'images' must be a batch of images [B, H, W, C] or one "
-                f"image [H, W, C]. Received shape {images.shape}"
-            )
-        if not (images.dtype.is_floating or images.dtype.is_integer):
-            raise TypeError(
-                f"'images' must be numeric. Received dtype {images.dtype.name}"
-            )
-        images = tf.cast(images, "float32")
-        size = self.image_size
-        if size is not None and tuple(images.shape[-3:-1]) != size:
-            images = tf.image.resize(images, size, antialias=True)
+        images = resized_pixels(images, self.image_size)
         images = images / 255.0
         if self.mean is not None:
             return (images - tf.constant(self.mean)) / tf.constant(self.std)

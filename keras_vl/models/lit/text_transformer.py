@@ -139,7 +139,6 @@ class TextTransformer(Backbone):
             x = self.map_head(x)
         if self.head is not None:
             x = self.head(x)
-        kwargs.setdefault("name", "text_transformer")
         super().__init__(inputs=token_ids, outputs=x, dtype=dtype, **kwargs)
 
         # === Config ===

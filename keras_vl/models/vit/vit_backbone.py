@@ -11,22 +11,9 @@ from keras_vl.layers.transformer_encoder import (
     TransformerEncoder,
     encoder_size,
 )
+from keras_vl.ops import pair
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
-
-
-def _pair(value, name):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if len(value) != 2 or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int or a pair of positive ints. "
-            f"Received: {name}={value}"
-        )
-    return value
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -108,8 +95,8 @@ class ViTBackbone(Backbone):
         dtype=None,
         **kwargs,
     ):
-        image_size = _pair(image_size, "image_size")
-        patch_size = _pair(patch_size, "patch_size")
+        image_size = pair(image_size, "image_size")
+        patch_size = pair(patch_size, "patch_size")
         for size, patch in zip(image_size, patch_size, strict=True):
             if size % patch:
                 raise ValueError(
@@ -198,7 +185,6 @@ class ViTBackbone(Backbone):
             x = self.pre_logits(x)
         if self.head is not None:
             x = self.head(x)
-        kwargs.setdefault("name", "vit_backbone")
         super().__init__(inputs=images, outputs=x, dtype=dtype, **kwargs)
 
         # === Config ===

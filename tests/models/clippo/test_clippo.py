@@ -6,6 +6,12 @@ import keras
 import numpy as np
 import pytest
 from conftest import load_npz, require_fixtures, to_numpy
+from model_contract import (
+    ContractTestCase,
+    random_images,
+    random_pixels,
+    tiny_vit_kwargs,
+)
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models import (
@@ -17,6 +23,63 @@ from keras_vl.models import (
 from tools import convert_big_vision
 
 TOLERANCE = 1e-4
+
+
+def contract_backbone():
+    vit = ViTBackbone(
+        **tiny_vit_kwargs(pool_type="map", num_classes=8, head_zeroinit=False)
+    )
+    return ClippoBackbone(vit, TextRenderer(image_size=32))
+
+
+class ClippoContractTest(ContractTestCase):
+    def test_backbone_contract(self):
+        codepoints = np.array([[97, 98], [99, -1]], "int32")  # "ab", "c"
+        inputs = {
+            "images": random_images(),
+            "texts": codepoints,
+            # The second example trains as a text-text pair.
+            "image_texts": np.stack([np.full(2, -1, "int32"), codepoints[0]]),
+        }
+        backbone = contract_backbone()
+        self.run_backbone_contract(
+            ClippoBackbone,
+            {
+                "vision_encoder": backbone.vision_encoder,
+                "text_renderer": backbone.text_renderer,
+            },
+            inputs,
+            {"image_embeddings": (2, 8), "text_embeddings": (2, 8)},
+        )
+
+    def test_task_contract(self):
+        x = {"images": random_pixels(), "texts": ["a red circle", "Stern"]}
+        # Targets are the positives matrix: each image's own text.
+        positives = np.eye(2, dtype="float32")
+        self.run_task_contract(
+            Clippo,
+            {
+                "backbone": contract_backbone(),
+                "preprocessor": ClippoPreprocessor(32, sequence_length=8),
+            },
+            (x, positives),
+            {"image_embeddings": (2, 8), "text_embeddings": (2, 8)},
+        )
+
+    def test_preprocessor_contract(self):
+        x = {
+            "images": random_pixels(),
+            "texts": ["abc", "Ünïcödé text longer than eight"],
+            "image_texts": ["", "a sentence"],
+        }
+        output = self.run_preprocessor_contract(
+            ClippoPreprocessor,
+            {"image_size": 32, "sequence_length": 8},
+            x,
+            token_id_key="texts",
+        )
+        self.assertAllEqual(output["texts"][0], [97, 98, 99] + [-1] * 5)
+        self.assertAllEqual(output["image_texts"][0], [-1] * 8)
 
 
 def tiny_clippo(loss="softmax", image_size=32, sequence_length=24):

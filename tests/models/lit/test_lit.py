@@ -7,6 +7,13 @@ import keras_hub
 import numpy as np
 import pytest
 from conftest import backend, to_numpy
+from model_contract import (
+    ContractTestCase,
+    random_images,
+    random_pixels,
+    tiny_text_kwargs,
+    tiny_vit_kwargs,
+)
 
 from keras_vl.losses import softmax_contrastive_loss
 from keras_vl.models import (
@@ -50,6 +57,53 @@ def sentence_piece(proto):
     # Built per test, after any seeding: TF's SentencePiece resource does
     # not survive `keras.utils.set_random_seed` (tf.random.set_seed).
     return keras_hub.tokenizers.SentencePieceTokenizer(proto=proto)
+
+
+def contract_backbone_kwargs():
+    return {
+        "image_encoder": ViTBackbone(**tiny_vit_kwargs()),
+        "text_encoder": TextTransformer(**tiny_text_kwargs()),
+        "image_projection_dim": 8,
+        "text_projection_dim": 8,
+    }
+
+
+class LiTContractTest(ContractTestCase):
+    def test_backbone_contract(self):
+        inputs = {
+            "images": random_images(),
+            "token_ids": np.arange(8, dtype="int32").reshape(2, 4),
+        }
+        self.run_backbone_contract(
+            LiTBackbone,
+            contract_backbone_kwargs(),
+            inputs,
+            {"image_embeddings": (2, 8), "text_embeddings": (2, 8)},
+        )
+
+    def test_task_contract(self):
+        preprocessor = LiTPreprocessor(
+            keras_hub.tokenizers.WordPieceTokenizer(
+                vocabulary=BERT_VOCAB, lowercase=False
+            ),
+            sequence_length=4,
+            image_size=32,
+            eos="yes",
+            add_bos=True,
+        )
+        x = {"images": random_pixels(), "texts": ["a red circle", "blue"]}
+        # Targets are the positives matrix: each image's own text.
+        positives = np.eye(2, dtype="float32")
+        self.run_task_contract(
+            LiT,
+            {
+                "backbone": LiTBackbone(**contract_backbone_kwargs()),
+                "preprocessor": preprocessor,
+                "lock": "Lu",
+            },
+            (x, positives),
+            {"image_embeddings": (2, 8), "text_embeddings": (2, 8)},
+        )
 
 
 def tiny_vit(pool_type="gap", mlp_dim=64):

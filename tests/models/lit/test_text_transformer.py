@@ -1,13 +1,29 @@
-"""TextTransformer: config round trip, pooling, head, bad arguments."""
+"""TextTransformer: keras-hub's contract, pooling, head, bad arguments."""
 
 import keras
 import numpy as np
 import pytest
 from conftest import to_numpy
+from model_contract import ContractTestCase, tiny_text_kwargs
 
 from keras_vl.models import TextTransformer
 
 VOCAB, LENGTH, WIDTH = 50, 8, 32
+
+
+class TextTransformerContractTest(ContractTestCase):
+    def test_backbone_contract(self):
+        init_kwargs = tiny_text_kwargs(pool_type="map", num_classes=8)
+        token_ids = np.arange(8, dtype="int32").reshape(2, 4)
+        self.run_backbone_contract(
+            TextTransformer,
+            init_kwargs,
+            token_ids,
+            (2, 8),
+            # The learned position embedding has exactly `sequence_length`
+            # rows (as in big_vision), so only full-length batches apply.
+            variable_length_data=[token_ids],
+        )
 
 
 def tiny_text(**kwargs):
@@ -31,20 +47,6 @@ def encoded_tokens(model, tokens):
     """The tokens after the final LayerNorm, before pooling."""
     encoder = keras.Model(model.input, model.encoder.output)
     return to_numpy(encoder(tokens))
-
-
-def test_config_round_trip_keeps_outputs():
-    model = tiny_text(pool_type="map", num_classes=16, dropout_rate=0.1)
-    config = model.get_config()
-    restored = TextTransformer.from_config(config)
-    assert restored.get_config() == config
-    restored.set_weights(model.get_weights())
-    tokens = token_batch()
-    np.testing.assert_array_equal(
-        to_numpy(restored(tokens)), to_numpy(model(tokens))
-    )
-    assert restored.output_dim == 16
-    assert model.count_params() == restored.count_params()
 
 
 @pytest.mark.parametrize("pool_type", ["last", "first", "mean", "max"])
@@ -96,16 +98,6 @@ def test_from_variant():
     assert tuple(model(token_batch()).shape) == (3, 8)
     with pytest.raises(ValueError, match="variant"):
         TextTransformer.from_variant("XXL")
-
-
-def test_preset_round_trip(tmp_path):
-    model = tiny_text(num_classes=8)
-    model.save_to_preset(str(tmp_path / "text"))
-    restored = TextTransformer.from_preset(str(tmp_path / "text"))
-    tokens = token_batch()
-    np.testing.assert_array_equal(
-        to_numpy(restored(tokens)), to_numpy(model(tokens))
-    )
 
 
 def test_bad_arguments():

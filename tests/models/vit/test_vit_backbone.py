@@ -1,9 +1,11 @@
-"""ViTBackbone: shapes, variants, config and preset round trips, fit."""
+"""ViTBackbone: keras-hub's contract, shapes, variants, fit."""
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 from conftest import to_numpy
+from model_contract import ContractTestCase, random_images, tiny_vit_kwargs
 
 from keras_vl.layers.transformer_encoder import ENCODER_SIZES
 from keras_vl.models import ViTBackbone
@@ -13,12 +15,27 @@ TINY = dict(
 )
 
 
-def random_images(batch=2, size=32, seed=0):
-    return (
-        np.random.default_rng(seed)
-        .standard_normal((batch, size, size, 3))
-        .astype("float32")
-    )
+class ViTBackboneContractTest(ContractTestCase):
+    def test_backbone_contract(self):
+        # MAP pooling, a tanh pre-logits layer and a head: every optional
+        # layer of the ViT in one tiny model.
+        init_kwargs = tiny_vit_kwargs(
+            pool_type="map", rep_size=True, num_classes=8, head_zeroinit=False
+        )
+        self.run_backbone_contract(
+            ViTBackbone, init_kwargs, random_images(), (2, 8)
+        )
+
+    def test_class_token_backbone_contract(self):
+        # The class token path, checked without quantization (the test
+        # above covers that for every layer type the ViT has).
+        self.run_backbone_test(
+            ViTBackbone,
+            tiny_vit_kwargs(pool_type="tok", posemb="sincos2d"),
+            random_images(),
+            (2, 16),
+            run_quantization_check=False,
+        )
 
 
 @pytest.mark.parametrize(
@@ -125,37 +142,16 @@ def test_bad_images():
         vit(np.zeros((32, 32, 3), "float32"))
 
 
-def test_get_config_round_trip():
-    vit = ViTBackbone(
-        **TINY,
-        pool_type="tok",
-        rep_size=True,
-        num_classes=3,
-        head_zeroinit=False,
-        posemb="sincos2d",
-        dropout_rate=0.1,
-    )
-    clone = ViTBackbone.from_config(vit.get_config())
-    assert clone.get_config() == vit.get_config()
-    assert clone.count_params() == vit.count_params()
-
-
-def test_preset_round_trip(tmp_path):
-    vit = ViTBackbone(
-        **TINY, pool_type="map", num_classes=4, head_zeroinit=False
-    )
-    images = random_images()
+def test_generic_backbone_entry_point_finds_the_class(tmp_path):
+    vit = ViTBackbone(**TINY)
     vit.save_to_preset(str(tmp_path / "vit"))
-    restored = ViTBackbone.from_preset(str(tmp_path / "vit"))
-    assert isinstance(restored, ViTBackbone)
-    np.testing.assert_array_equal(
-        to_numpy(restored(images)), to_numpy(vit(images))
-    )
-    # The generic keras_hub entry point finds the class from the config.
-    import keras_hub
-
+    # keras_hub's generic loader reads the class from the preset's config.
     generic = keras_hub.models.Backbone.from_preset(str(tmp_path / "vit"))
     assert isinstance(generic, ViTBackbone)
+    images = random_images()
+    np.testing.assert_array_equal(
+        to_numpy(generic(images)), to_numpy(vit(images))
+    )
 
 
 def test_mixed_bfloat16_close_to_float32():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
-from keras_vl.convert.transformers import (
+from keras_vl.convert.huggingface import read_safetensors
+from keras_vl.models.lit.lit_huggingface_convert import (
     convert_clip,
     convert_siglip,
-    read_safetensors,
 )
 from tools import convert_transformers
 
@@ -171,26 +171,6 @@ def test_single_state_dict_files(tmp_path):
     assert np.abs(our_logits(model, pixels, tokens) - expected).max() <= (
         TOLERANCE
     )
-
-
-def test_bfloat16_safetensors_are_widened(tmp_path):
-    from safetensors.torch import save_file
-
-    values = torch.randn(3, 4)
-    save_file(
-        {"a": values.to(torch.bfloat16), "b": values.half(), "c": values},
-        tmp_path / "w.safetensors",
-    )
-    arrays = read_safetensors(tmp_path / "w.safetensors")
-    assert {k: v.dtype for k, v in arrays.items()} == {
-        "a": np.float32,
-        "b": np.float32,
-        "c": np.float32,
-    }
-    np.testing.assert_array_equal(
-        arrays["a"], values.to(torch.bfloat16).float().numpy()
-    )
-    np.testing.assert_array_equal(arrays["c"], values.numpy())
 
 
 def test_missing_and_unknown_parameters_are_named(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import load_npz, require_fixtures, to_numpy
 
-from keras_vl.convert.big_vision import convert_lit
+from keras_vl.models.lit.lit_convert import convert_lit
 from tools import convert_big_vision
 
 TOLERANCE = 1e-4

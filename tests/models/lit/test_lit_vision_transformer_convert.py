@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 from conftest import to_numpy
 
-from keras_vl.convert.big_vision import linen_names
-from keras_vl.convert.vision_transformer import (
+from keras_vl.models.lit.lit_vision_transformer_convert import (
     VISION_TRANSFORMER_LIT_CONFIGS,
     convert_vision_transformer_lit,
 )
@@ -188,30 +187,6 @@ def embed(model, images, tokens):
 
 
 # === Tests ===
-
-
-def test_linen_names_renumber_pre_linen_modules():
-    params = {
-        "a/LayerNorm_0/scale": 0,
-        "a/MultiHeadDotProductAttention_1/out/bias": 1,
-        "a/LayerNorm_2/scale": 2,
-        "a/MlpBlock_3/Dense_0/bias": 3,
-        "a/MlpBlock_3/Dense_1/bias": 4,
-        "encoderblock_10/x": 5,
-        "encoderblock_2/x": 6,
-    }
-    assert linen_names(params) == {
-        "a/LayerNorm_0/scale": 0,
-        "a/MultiHeadDotProductAttention_0/out/bias": 1,
-        "a/LayerNorm_1/scale": 2,
-        "a/MlpBlock_0/Dense_0/bias": 3,
-        "a/MlpBlock_0/Dense_1/bias": 4,
-        "encoderblock_1/x": 5,  # natural order: 2 before 10
-        "encoderblock_0/x": 6,
-    }
-    # Linen names are a fixed point.
-    linen = linen_names(params)
-    assert linen_names(linen) == linen
 
 
 @pytest.fixture(scope="module")

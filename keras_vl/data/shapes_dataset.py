@@ -1,10 +1,11 @@
-"""A procedurally generated image-caption dataset of coloured shapes.
+"""`ShapesDataset`: seeded image-caption pairs of coloured shapes.
 
 Every image shows one coloured shape (circle, square, triangle, star, ...) on
 a plain or lightly noisy, tinted grey background, with a caption such as
 "a photo of a red circle" or "there is a small blue star". Nothing is
-downloaded: images are drawn on the fly with vectorised numpy (signed distance
-fields with one pixel of anti-aliasing), deterministically from a seed.
+downloaded: images are drawn on the fly (see `shape_drawing`) and captioned
+(see `shape_captions`), deterministically from a seed. This module holds the
+classes and their splits, sampling, and the numpy and `tf.data` batches.
 
 Some colour-shape combinations are held out of the training split, so a model
 trained on the rest can be tested on truly unseen compositions (zero-shot).
@@ -12,35 +13,23 @@ trained on the rest can be tested on truly unseen compositions (zero-shot).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-#: Named colours available to `ShapesDataset`, as RGB in [0, 255]. Chosen
-#: pairwise far apart and far from the grey backgrounds, so the colour of a
-#: shape is recoverable from its pixels even after jitter and noise.
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 170, 60),
-    "blue": (40, 80, 220),
-    "yellow": (240, 210, 40),
-    "purple": (140, 60, 190),
-    "cyan": (40, 200, 210),
-    "pink": (245, 130, 190),
-    "white": (245, 245, 245),
-    "black": (20, 20, 20),
-}
-
-#: Shapes available to `ShapesDataset`.
-SHAPES: tuple[str, ...] = (
-    "circle",
-    "square",
-    "triangle",
-    "star",
-    "cross",
-    "diamond",
+from keras_vl.data.shape_captions import (
+    CAPTION_TEMPLATES,
+    PROMPT_TEMPLATES,
+    caption_positives,
+    check_caption_templates,
+    format_caption,
+)
+from keras_vl.data.shape_drawing import (
+    COLORS,
+    SHAPES,
+    random_layouts,
+    render_shapes,
 )
 
 DEFAULT_COLORS: tuple[str, ...] = ("red", "green", "blue", "yellow")
@@ -51,60 +40,10 @@ DEFAULT_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star")
 #: every shape keeps training examples but one combination per colour is new.
 DEFAULT_HELD_OUT = "diagonal"
 
-#: Caption phrasings. Fields: ``{color}``, ``{shape}``, ``{size}`` ("small",
-#: "medium-sized", "large"), ``{where}`` ("in the top left corner", "on the
-#: right", ...) and ``{background}`` ("plain" or "noisy"), all describing
-#: the actual image. "a" before a vowel becomes "an" after formatting.
-CAPTION_TEMPLATES: tuple[str, ...] = (
-    "a {color} {shape}",
-    "{color} {shape}",
-    "a photo of a {color} {shape}",
-    "an image of a {color} {shape}",
-    "a {color} {shape} on a {background} background",
-    "{color} {shape} on a {background} background",
-    "there is a {size} {color} {shape}",
-    "a {size} {color} {shape} {where}",
-    "a picture of a {color} {shape} {where}",
-    "the {shape} is {color}",
-)
-
-#: Prompt templates for zero-shot classification over `class_names`
-#: (e.g. with `keras_vl.evaluation.ZeroShotClassifier`).
-PROMPT_TEMPLATES: tuple[str, ...] = (
-    "a {}",
-    "a photo of a {}",
-    "an image of a {}",
-    "a {} on a plain background",
-    "there is a {}",
-)
-
-_SPLITS = {"train": 0, "held_out": 1, "all": 2}
-# Ids of `_names_in` for a caption naming no colour (or shape), or several.
-_UNNAMED, _CONFLICT = -1, -2
-
 #: Default range of shape radii, as fractions of the image size.
 DEFAULT_RADIUS_RANGE: tuple[float, float] = (0.12, 0.30)
-# Size-word thresholds on the radius fraction: "small" below, "large" above.
-_SMALL_BELOW, _LARGE_ABOVE = 0.17, 0.24
-# How far a shape reaches beyond its nominal radius (star tips, diamond), so
-# centres are drawn where the whole shape stays inside the image.
-_EXTENT = 1.25
-_COLOR_JITTER = 20.0
-_BACKGROUND_GREY = (70.0, 180.0)
-_BACKGROUND_TINT = 12.0
-_NOISE_PROBABILITY, _NOISE_STD = 0.5, (2.0, 8.0)
-_MIN_CONTRAST = 80.0  # Euclidean RGB distance between shape and background
 
-_WHERE = (
-    ("in the top left corner", "at the top", "in the top right corner"),
-    ("on the left", "in the center", "on the right"),
-    (
-        "in the bottom left corner",
-        "at the bottom",
-        "in the bottom right corner",
-    ),
-)
-_ARTICLE = re.compile(r"\b([Aa]) (?=[aeiouAEIOU])")
+_SPLITS = {"train": 0, "held_out": 1, "all": 2}
 
 
 class ShapesDataset:
@@ -122,10 +61,10 @@ class ShapesDataset:
     pixel noise. Captions are drawn from `caption_templates` and describe
     the actual colour, shape, size, position and background.
 
-    Generation is vectorised over the batch (thousands of 64-pixel images per
-    second on one CPU core) and deterministic: `sample` and the batch
-    iterators given a `seed` return the same data on every call (numpy's
-    PCG64 generator; the drawing itself is plain float32 arithmetic).
+    Generation is vectorised over the batch and deterministic: `sample` and
+    the batch iterators given a `seed` return the same data on every call
+    (numpy's PCG64 generator; the drawing itself is plain float32
+    arithmetic).
 
     Args:
         image_size: int. Height and width of the images, at least 16.
@@ -199,7 +138,7 @@ class ShapesDataset:
         self.held_out_classes = self._resolve_held_out(held_out)
         held = set(self.held_out_classes)
         self.seen_classes = [pair for pair in self.classes if pair not in held]
-        self.caption_templates = _check_caption_templates(caption_templates)
+        self.caption_templates = check_caption_templates(caption_templates)
         self.radius_range = _check_radius_range(radius_range)
         self.prompt_templates = list(PROMPT_TEMPLATES)
         self._split_ids = {
@@ -297,58 +236,7 @@ class ShapesDataset:
         )  # [[True, True, True], [False, False, True]]
         ```
         """
-        shown = self._shown_ids(images)
-        named = np.array(
-            [self._names_in(caption) for caption in captions], np.int32
-        ).reshape(-1, 2)
-        matches = np.ones((len(shown), len(named)), bool)
-        for column in (0, 1):
-            said = named[None, :, column]
-            has = shown[:, None, column]
-            matches &= (said == _UNNAMED) | ((said == has) & (said >= 0))
-        return matches
-
-    def _shown_ids(self, images) -> np.ndarray:
-        """(colour id, shape id) of each item of `images` -> int32 [n, 2],
-        with `_UNNAMED` for `None` and `_names_in` ids for captions."""
-        if isinstance(images, str | bytes) or not isinstance(
-            images, Sequence | np.ndarray
-        ):
-            raise ValueError(
-                f"`images` must be a sequence, got {type(images).__name__}."
-            )
-        ids = np.empty((len(images), 2), np.int32)
-        for i, item in enumerate(images):
-            if isinstance(item, str | bytes):
-                ids[i] = self._names_in(item)
-            elif isinstance(item, int | np.integer) and not isinstance(
-                item, bool
-            ):
-                if not 0 <= item < self.num_classes:
-                    raise ValueError(
-                        f"`images` class indices must be in [0, "
-                        f"{self.num_classes}), got {item}."
-                    )
-                ids[i] = divmod(int(item), len(self.shapes))
-            elif (
-                isinstance(item, Sequence)
-                and len(item) == 2
-                and (item[0] is None or item[0] in self.colors)
-                and (item[1] is None or item[1] in self.shapes)
-            ):
-                ids[i] = [
-                    _UNNAMED if name is None else names.index(name)
-                    for name, names in zip(
-                        item, (self.colors, self.shapes), strict=True
-                    )
-                ]
-            else:
-                raise ValueError(
-                    "`images` items must be class indices, (colour, shape) "
-                    f"pairs of {self.colors} and {self.shapes} (or None), or "
-                    f"captions; got {item!r}."
-                )
-        return ids
+        return caption_positives(images, captions, self.colors, self.shapes)
 
     def as_numpy_batches(
         self,
@@ -495,53 +383,15 @@ class ShapesDataset:
         labels = ids[rng.integers(len(ids), size=n)].astype(np.int32)
         color_ids = labels // len(self.shapes)
         shape_ids = labels % len(self.shapes)
-        radius = rng.uniform(*self.radius_range, n) * size
-        margin = _EXTENT * radius + 1.0
-        cx = margin + rng.uniform(0.0, 1.0, n) * (size - 2 * margin)
-        cy = margin + rng.uniform(0.0, 1.0, n) * (size - 2 * margin)
-        angle = np.deg2rad(rng.uniform(-20.0, 20.0, n))
-        foreground = self._rgb[color_ids] + rng.uniform(
-            -_COLOR_JITTER, _COLOR_JITTER, (n, 3)
+        layouts = random_layouts(
+            rng, self._rgb[color_ids], size, self.radius_range
         )
-        background = _draw_background(rng, n)
-        # Redraw backgrounds too close to their shape's colour (black on dark
-        # grey, white on light grey) so every shape stays clearly visible.
-        for _ in range(16):
-            close = np.flatnonzero(
-                np.linalg.norm(foreground - background, axis=1) < _MIN_CONTRAST
-            )
-            if len(close) == 0:
-                break
-            background[close] = _draw_background(rng, len(close))
-        noisy = rng.uniform(size=n) < _NOISE_PROBABILITY
-        noise_std = np.where(noisy, rng.uniform(*_NOISE_STD, n), 0.0)
+        # Drawn after the layouts and before the pixel noise: this order of
+        # draws fixes which images and captions each seed gives.
         template_ids = rng.integers(len(self.caption_templates), size=n)
-
-        images = np.empty((n, size, size, 3), np.uint8)
-        # Render in chunks of about 2**18 pixels so the float32 temporaries
-        # stay in cache: ~2x faster than one pass over a large batch.
-        chunk = max(1, 2**18 // (size * size))
-        for lo in range(0, n, chunk):
-            part = slice(lo, min(lo + chunk, n))
-            coverage = _coverage(
-                size,
-                shape_ids[part],
-                self.shapes,
-                cx[part],
-                cy[part],
-                radius[part],
-                angle[part],
-            )
-            images[part] = _composite(
-                rng,
-                coverage,
-                background[part],
-                foreground[part],
-                noise_std[part],
-            )
-
+        images = render_shapes(rng, layouts, shape_ids, self.shapes, size)
         captions = [
-            self._caption(
+            format_caption(
                 self.caption_templates[t],
                 self.colors[c],
                 self.shapes[s],
@@ -554,66 +404,16 @@ class ShapesDataset:
                 template_ids,
                 color_ids,
                 shape_ids,
-                radius,
-                cx,
-                cy,
-                noisy,
+                layouts["radius"],
+                layouts["cx"],
+                layouts["cy"],
+                layouts["noisy"],
                 strict=True,
             )
         ]
         return {"images": images, "captions": captions, "labels": labels}
 
-    @staticmethod
-    def _caption(
-        template: str,
-        color: str,
-        shape: str,
-        radius: float,
-        x: float,
-        y: float,
-        noisy: bool,
-    ) -> str:
-        if radius < _SMALL_BELOW:
-            size_word = "small"
-        elif radius > _LARGE_ABOVE:
-            size_word = "large"
-        else:
-            size_word = "medium-sized"
-        row = 0 if y < 0.4 else 2 if y > 0.6 else 1
-        col = 0 if x < 0.4 else 2 if x > 0.6 else 1
-        text = template.format(
-            color=color,
-            shape=shape,
-            size=size_word,
-            where=_WHERE[row][col],
-            background="noisy" if noisy else "plain",
-        )
-        return _ARTICLE.sub(r"\1n ", text)
-
-    def _names_in(self, caption: str | bytes) -> tuple[int, int]:
-        """(colour id, shape id) named by `caption`: `_UNNAMED` for none,
-        `_CONFLICT` for several different ones."""
-        if isinstance(caption, bytes):
-            caption = caption.decode("utf-8", errors="replace")
-        if not isinstance(caption, str):
-            raise ValueError(
-                f"`captions` must be strings, got {type(caption).__name__}."
-            )
-        named = []
-        for names in (self.colors, self.shapes):
-            found = {
-                i
-                for i, name in enumerate(names)
-                if re.search(rf"\b{re.escape(name)}\b", caption)
-            }
-            named.append(
-                found.pop()
-                if len(found) == 1
-                else _CONFLICT
-                if found
-                else _UNNAMED
-            )
-        return named[0], named[1]
+    # --- Validation ---------------------------------------------------------
 
     def _resolve_held_out(self, held_out) -> list[tuple[str, str]]:
         if held_out is None:
@@ -660,155 +460,6 @@ class ShapesDataset:
                 )
         # Keep class order, whatever order the pairs were given in.
         return [p for p in self.classes if p in pairs]
-
-
-# --- Rendering ----------------------------------------------------------------
-
-
-def _draw_background(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Grey levels with a light random tint, float64 RGB ``[n, 3]``."""
-    grey = rng.uniform(*_BACKGROUND_GREY, (n, 1))
-    return grey + rng.uniform(-_BACKGROUND_TINT, _BACKGROUND_TINT, (n, 3))
-
-
-def _composite(
-    rng: np.random.Generator,
-    coverage: np.ndarray,
-    background: np.ndarray,
-    foreground: np.ndarray,
-    noise_std: np.ndarray,
-) -> np.ndarray:
-    """Blends foreground over background by coverage, adds noise -> uint8."""
-    n, size = coverage.shape[:2]
-    # Work on [n, S, S * 3] rows: broadcasting a per-image colour over a
-    # trailing axis of 3 runs numpy's inner loop 3 elements at a time, which
-    # is ~5x slower than these whole-row operations.
-    images = np.repeat(coverage, 3, axis=-1)
-    diff = np.tile((foreground - background).astype(np.float32), size)
-    images *= diff[:, None, :]
-    # The +0.5 makes the truncating cast to uint8 round to nearest.
-    base = np.tile((background + 0.5).astype(np.float32), size)
-    images += base[:, None, :]
-    # Uniform int8 noise scaled to the drawn standard deviation: ~15x cheaper
-    # than Gaussian draws and indistinguishable at this amplitude. Drawn for
-    # every image so the stream does not depend on which are noisy; a zero
-    # scale keeps plain backgrounds exactly plain.
-    noise = rng.integers(-128, 128, images.shape, dtype=np.int8).astype(
-        np.float32
-    )
-    noise *= (noise_std * np.sqrt(3.0) / 128.0).astype(np.float32)[
-        :, None, None
-    ]
-    images += noise
-    np.clip(images, np.float32(0), np.float32(255), out=images)
-    return images.astype(np.uint8).reshape(n, size, size, 3)
-
-
-def _coverage(
-    size: int,
-    shape_ids: np.ndarray,
-    shapes: Sequence[str],
-    cx: np.ndarray,
-    cy: np.ndarray,
-    radius: np.ndarray,
-    angle: np.ndarray,
-) -> np.ndarray:
-    """Anti-aliased shape masks in [0, 1], float32 ``[n, size, size]``."""
-    n = len(shape_ids)
-    coverage = np.empty((n, size, size), np.float32)
-    grid = np.arange(size, dtype=np.float32) + 0.5  # pixel centres
-    for shape_id, name in enumerate(shapes):
-        idx = np.flatnonzero(shape_ids == shape_id)
-        if len(idx) == 0:
-            continue
-        x0, y0, r, theta = (
-            v[idx].astype(np.float32)[:, None, None]
-            for v in (cx, cy, radius, angle)
-        )
-        dx = grid[None, None, :] - x0
-        dy = grid[None, :, None] - y0
-        cos, sin = np.cos(theta), np.sin(theta)
-        # Rotate into the shape's frame and flip y so "up" is up (the image
-        # y axis points down): triangles and stars point to the top.
-        px = cos * dx + sin * dy
-        py = sin * dx - cos * dy
-        sdf = _SDF[name](px, py, r)
-        # Signed distance in pixels -> one pixel wide linear edge ramp.
-        coverage[idx] = np.clip(0.5 - sdf, 0.0, 1.0)
-    return coverage
-
-
-def _sdf_circle(px, py, r):
-    return np.sqrt(px * px + py * py) - r
-
-
-def _sdf_box(px, py, hx, hy):
-    dx = np.abs(px) - hx
-    dy = np.abs(py) - hy
-    outside = np.sqrt(np.maximum(dx, 0.0) ** 2 + np.maximum(dy, 0.0) ** 2)
-    return outside + np.minimum(np.maximum(dx, dy), 0.0)
-
-
-def _sdf_square(px, py, r):
-    return _sdf_box(px, py, 0.85 * r, 0.85 * r)
-
-
-def _sdf_triangle(px, py, r):
-    # Equilateral triangle, centroid at the origin, apex up (Inigo Quilez's
-    # exact SDF); `half` is half the side length (circumradius 1.2 r).
-    k = np.float32(np.sqrt(3.0))
-    half = 1.2 * r * k / 2.0
-    px = np.abs(px) - half
-    py = py + half / k
-    fold = px + k * py > 0.0
-    px, py = (
-        np.where(fold, (px - k * py) / 2.0, px),
-        np.where(fold, (-k * px - py) / 2.0, py),
-    )
-    px = px - np.clip(px, -2.0 * half, 0.0)
-    return -np.sqrt(px * px + py * py) * np.sign(py)
-
-
-def _sdf_star(px, py, r):
-    # Five-pointed star, tip up (Inigo Quilez's exact SDF), outer radius
-    # 1.2 r, inner radius ratio 0.45.
-    outer, ratio = 1.2 * r, 0.45
-    k1x, k1y = 0.809016994375, -0.587785252292
-    k2x, k2y = -k1x, k1y
-    px = np.abs(px)
-    d = np.maximum(k1x * px + k1y * py, 0.0)
-    px, py = px - 2.0 * d * k1x, py - 2.0 * d * k1y
-    d = np.maximum(k2x * px + k2y * py, 0.0)
-    px, py = px - 2.0 * d * k2x, py - 2.0 * d * k2y
-    px = np.abs(px)
-    py = py - outer
-    bax, bay = ratio * -k1y, ratio * k1x - 1.0
-    h = np.clip((px * bax + py * bay) / (bax * bax + bay * bay), 0.0, outer)
-    qx, qy = px - bax * h, py - bay * h
-    return np.sqrt(qx * qx + qy * qy) * np.sign(py * bax - px * bay)
-
-
-def _sdf_cross(px, py, r):
-    # A plus sign: union (min) of a horizontal and a vertical bar.
-    arm, thick = 1.05 * r, 0.35 * r
-    return np.minimum(
-        _sdf_box(px, py, arm, thick), _sdf_box(px, py, thick, arm)
-    )
-
-
-def _sdf_diamond(px, py, r):
-    # A square standing on a corner: L1 ball, scaled to unit gradient.
-    return (np.abs(px) + np.abs(py) - 1.2 * r) / np.float32(np.sqrt(2.0))
-
-
-_SDF = {
-    "circle": _sdf_circle,
-    "square": _sdf_square,
-    "triangle": _sdf_triangle,
-    "star": _sdf_star,
-    "cross": _sdf_cross,
-    "diamond": _sdf_diamond,
-}
 
 
 # --- Validation ---------------------------------------------------------------
@@ -858,27 +509,6 @@ def _resolve_shapes(shapes) -> list[str]:
             f"{list(SHAPES)}, got {shapes!r}."
         )
     return shapes
-
-
-def _check_caption_templates(templates) -> list[str]:
-    if isinstance(templates, str):
-        templates = [templates]
-    templates = list(templates)
-    fields = dict(color="", shape="", size="", where="", background="")
-    for template in templates:
-        try:
-            if not isinstance(template, str):
-                raise TypeError
-            template.format(**fields)
-        except (KeyError, IndexError, ValueError, TypeError) as error:
-            raise ValueError(
-                "`caption_templates` must be format strings using only the "
-                "fields {color}, {shape}, {size}, {where}, {background}; got "
-                f"{template!r}."
-            ) from error
-    if not templates:
-        raise ValueError("`caption_templates` must not be empty.")
-    return templates
 
 
 def _check_radius_range(radius_range) -> tuple[float, float]:

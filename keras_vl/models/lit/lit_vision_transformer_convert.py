@@ -1,16 +1,13 @@
-"""LiT checkpoints of google-research/vision_transformer -> keras_vl `LiT`.
+"""google-research/vision_transformer LiT releases -> `LiT`.
 
 The released `gs://vit_models/lit/LiT-*.npz` files (`vit_jax/models_lit.py`)
 are flat npz files with '/'-joined names: the image tower under `img/`, the
 text tower under `txt/` and the log-temperature `t`. They predate
 big_vision's naming:
 
-- the ViT (`vit_jax/models_vit.py`) keeps its position embedding at
-  `Transformer/posembed_input/pos_embedding` and adds it *after*
-  concatenating the class token, so it has `N + 1` rows;
-- blocks may carry pre-Linen numbering (`LayerNorm_0`,
-  `MultiHeadDotProductAttention_1`, `LayerNorm_2`, `MlpBlock_3`), which is
-  renumbered exactly as flax's `convert_pre_linen` does;
+- the ViT is `vit_jax`'s (see `vit_convert.assign_vit_jax`);
+- blocks may carry pre-Linen numbering, renumbered as flax's
+  `convert_pre_linen` does;
 - the text tower is either a small transformer (the same layout as
   big_vision's `text_transformer`) or a flaxformer BERT encoder
   (`txt/BertEncoder_0/...`) with a `head` on the `[CLS]` token, which
@@ -18,22 +15,31 @@ big_vision's naming:
 """
 
 import os
+from typing import Any
 
 import keras
+import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_vl.convert import big_vision
 from keras_vl.convert.big_vision import (
-    _assign_dense,
-    _assign_layer_norm,
-    _open_checkpoint,
-    _take_reshaped,
-    assign_encoder_block,
+    assign_dense,
+    assign_layer_norm,
+    assign_reshaped,
+)
+from keras_vl.convert.checkpoint import CheckpointReader
+from keras_vl.models.lit.lit import LiT
+from keras_vl.models.lit.lit_backbone import LiTBackbone
+from keras_vl.models.lit.lit_convert import (
     assign_text_transformer,
     lit_task_kwargs,
 )
-from keras_vl.convert.checkpoint import CheckpointReader
-from keras_vl.models.vit.vit_backbone import ViTBackbone
+from keras_vl.models.lit.text_transformer import TextTransformer
+from keras_vl.models.vit.vit_convert import (
+    assign_vit_jax,
+    vit_from_vit_jax_config,
+)
 
 # `vit_jax/configs/models.py`: (width, depth, mlp_dim, num_heads) by size.
 _VIT_SIZES = {
@@ -120,80 +126,6 @@ VISION_TRANSFORMER_LIT_CONFIGS = {
     },
 }
 
-_CLASSIFIERS = {"token": "tok", "gap": "gap", "unpooled": "none"}
-
-
-def _vit_from_vision_transformer(image: dict, num_classes, image_size):
-    """A `ViTBackbone` equivalent to `vit_jax`'s `VisionTransformer`."""
-    if image.get("resnet"):
-        raise ValueError(
-            "Hybrid ResNet+ViT image towers are not supported; only plain "
-            "ViTs convert."
-        )
-    classifier = image.get("classifier", "token")
-    if classifier not in _CLASSIFIERS:
-        raise ValueError(
-            f"Unsupported ViT `classifier` {classifier!r}; expected one of "
-            f"{sorted(_CLASSIFIERS)}."
-        )
-    transformer = image["transformer"]
-    patch_size = image["patches"]["size"]
-    return ViTBackbone(
-        image_size=image_size,
-        patch_size=tuple(patch_size),
-        width=image["hidden_size"],
-        depth=transformer["num_layers"],
-        mlp_dim=transformer["mlp_dim"],
-        num_heads=transformer["num_heads"],
-        posemb="learn",
-        pool_type=_CLASSIFIERS[classifier],
-        rep_size=image.get("representation_size") or False,
-        num_classes=num_classes,
-        head_zeroinit=False,
-    )
-
-
-def assign_vision_transformer_vit(
-    reader: CheckpointReader, vit: ViTBackbone, prefix: str
-) -> None:
-    """Loads a `vit_jax` ViT (Linen names) under `prefix` into `vit`.
-
-    `vit_jax` adds the position embedding after the class token, so its
-    first row belongs to the class token: `cls + posemb[0]` becomes the
-    keras_vl class token and the other rows the patch position embedding,
-    which gives the same first-layer input.
-    """
-    p = prefix
-    conv = vit.patch_embedding.projection
-    reader.assign(conv.kernel, f"{p}embedding/kernel")
-    reader.assign(conv.bias, f"{p}embedding/bias")
-    name = f"{p}Transformer/posembed_input/pos_embedding"
-    if vit.class_token is not None:
-        posemb = reader.take(name)
-        _, patches, width = vit.position_embedding.embedding.shape
-        if tuple(posemb.shape) != (1, patches + 1, width):
-            raise ValueError(
-                f"Parameter {name!r} of {reader.source} has shape "
-                f"{tuple(posemb.shape)}; a class-token ViT of this size "
-                f"needs {(1, patches + 1, width)} (1 + {patches} patches). "
-                "Check `image_size`, the patch size and the width."
-            )
-        reader.assign(
-            vit.class_token.token,
-            f"{p}cls",
-            transform=lambda cls: cls + posemb[:, :1],
-        )
-        vit.position_embedding.embedding.assign(posemb[:, 1:])
-    else:
-        reader.assign(vit.position_embedding.embedding, name)
-    for i, block in enumerate(vit.encoder.blocks):
-        assign_encoder_block(reader, block, f"{p}Transformer/encoderblock_{i}")
-    _assign_layer_norm(reader, vit.encoder.norm, f"{p}Transformer/encoder_norm")
-    if vit.pre_logits is not None:
-        _assign_dense(reader, vit.pre_logits, f"{p}pre_logits")
-    if vit.head is not None:
-        _assign_dense(reader, vit.head, f"{p}head")
-
 
 def _bert_dims(text: dict) -> dict:
     config = text.get("config", "base")
@@ -237,9 +169,15 @@ def bert_text_tower(
     tokens are segment 0, and the `[CLS]` feature goes through a linear
     `head`, as in `vit_jax/models_lit.py`. The tower is a functional Keras
     model (`token_ids` in, features out), so it serialises with presets.
-    """
-    import keras_hub
 
+    Example:
+
+    >>> tower = bert_text_tower(  # doctest: +SKIP
+    ...     vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32,
+    ...     intermediate_dim=64, max_sequence_length=16, num_segments=2,
+    ...     num_classes=8,
+    ... )
+    """
     bert = keras_hub.models.BertBackbone(
         vocabulary_size=vocabulary_size,
         num_layers=num_layers,
@@ -283,7 +221,7 @@ def assign_flaxformer_bert(reader: CheckpointReader, bert, prefix: str) -> None:
         bert.get_layer("segment_embedding").embeddings,
         _bert_embedder_name(reader, p, "segment_ids"),
     )
-    _assign_layer_norm(
+    assign_layer_norm(
         reader, bert.get_layer("embeddings_layer_norm"), f"{p}layer_norm"
     )
     for i in range(bert.num_layers):
@@ -293,27 +231,27 @@ def assign_flaxformer_bert(reader: CheckpointReader, bert, prefix: str) -> None:
         for name in ("query", "key", "value"):
             dense = getattr(attention, f"{name}_dense")
             stem = f"{q}/attention_block/attention_layer/{name}"
-            _take_reshaped(reader, dense.kernel, f"{stem}/kernel")
-            _take_reshaped(reader, dense.bias, f"{stem}/bias")
+            assign_reshaped(reader, dense.kernel, f"{stem}/kernel")
+            assign_reshaped(reader, dense.bias, f"{stem}/bias")
         stem = f"{q}/attention_block/dense_layer"
-        _take_reshaped(reader, attention.output_dense.kernel, f"{stem}/kernel")
-        _take_reshaped(reader, attention.output_dense.bias, f"{stem}/bias")
-        _assign_layer_norm(
+        assign_reshaped(reader, attention.output_dense.kernel, f"{stem}/kernel")
+        assign_reshaped(reader, attention.output_dense.bias, f"{stem}/bias")
+        assign_layer_norm(
             reader,
             layer._self_attention_layer_norm,
             f"{q}/attention_block/layer_norm",
         )
-        _assign_dense(
+        assign_dense(
             reader,
             layer._feedforward_intermediate_dense,
             f"{q}/mlp_block/mlp/dense_layer",
         )
-        _assign_dense(
+        assign_dense(
             reader,
             layer._feedforward_output_dense,
             f"{q}/mlp_block/dense_layer",
         )
-        _assign_layer_norm(
+        assign_layer_norm(
             reader, layer._feedforward_layer_norm, f"{q}/mlp_block/layer_norm"
         )
     pooler = bert.get_layer("pooled_dense")
@@ -341,10 +279,10 @@ def _resolve_config(config, checkpoint) -> dict:
 
 def convert_vision_transformer_lit(
     checkpoint: str | os.PathLike,
-    config: dict | str | None = None,
-    image_size=None,
+    config: dict[str, Any] | str | None = None,
+    image_size: int | None = None,
     sequence_length: int | None = None,
-):
+) -> LiT:
     """Builds a `LiT` task from a google-research/vision_transformer LiT
     checkpoint (`LiT-B16B`, `LiT-B16B_2`, `LiT-L16L`, `LiT-L16S`,
     `LiT-L16Ti`, or any `vit_jax/models_lit.py` model).
@@ -366,24 +304,25 @@ def convert_vision_transformer_lit(
         A softmax-loss `LiT` task with every checkpoint parameter loaded.
         Text towers expect the token ids of the model's own tokenizer
         (BERT WordPiece with id 0 for padding, or SentencePiece).
-    """
-    from keras_vl.models.lit.lit import LiT
-    from keras_vl.models.lit.lit_backbone import LiTBackbone
-    from keras_vl.models.lit.text_transformer import TextTransformer
 
+    Example:
+
+    >>> model = convert_vision_transformer_lit("LiT-B16B.npz")  # doctest: +SKIP
+    >>> model.save_to_preset("./lit_b16b")  # doctest: +SKIP
+    """
     config = _resolve_config(config, checkpoint)
     out_dim = config["out_dim"]
     if isinstance(out_dim, int) or out_dim is None:
         out_dim = (out_dim, out_dim)
     image_size = image_size or config.get("pp", {}).get("size") or 224
 
-    reader = _open_checkpoint(checkpoint, linen=True)
+    reader = big_vision.open_checkpoint(checkpoint, linen=True)
     root = (
         "params/" if any(k.startswith("params/") for k in reader.params) else ""
     )
     img, txt = f"{root}img/", f"{root}txt/"
 
-    vit = _vit_from_vision_transformer(config["image"], out_dim[0], image_size)
+    vit = vit_from_vit_jax_config(config["image"], out_dim[0], image_size)
     text_model = config["text_model"]
     text = config.get("text") or {}
     if text_model == "text_transformer":
@@ -432,20 +371,20 @@ def convert_vision_transformer_lit(
         )
 
     backbone = LiTBackbone(vit, text_tower)
-    log_t = float(np.ravel(reader.params.get(f"{root}t", [np.log(10.0)]))[0])
+    log_t = big_vision.first_value(reader, f"{root}t", float(np.log(10.0)))
     model = LiT(
         backbone,
         loss="softmax",
         temperature_init=float(np.exp(log_t)),
         **lit_task_kwargs(log_t),
     )
-    assign_vision_transformer_vit(reader, vit, img)
+    assign_vit_jax(reader, vit, img)
     if text_model == "bert":
         assign_flaxformer_bert(
             reader, text_tower.get_layer("bert"), f"{txt}BertEncoder_0/"
         )
         if out_dim[1]:
-            _assign_dense(reader, text_tower.get_layer("head"), f"{txt}head")
+            assign_dense(reader, text_tower.get_layer("head"), f"{txt}head")
     else:
         assign_text_transformer(reader, text_tower, txt)
     reader.assign(model.log_temperature, f"{root}t", transform=np.ravel)

@@ -1,0 +1,96 @@
+"""Image and batch handling shared by the image-text preprocessors.
+
+These run inside `tf.data` pipelines (and eagerly), so they use TensorFlow
+whatever the Keras backend.
+"""
+
+try:
+    import tensorflow as tf
+except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
+    tf = None
+
+
+def check_same_batch_size(images, texts) -> None:
+    """Checks that preprocessed images and texts pair up row by row.
+
+    Both are either batches (`[B, H, W, C]` and `[B, L]`) or one example
+    (`[H, W, C]` and `[L]`). Batch sizes known when tracing are compared
+    at once; inside `tf.data` they may only be known at run time, where a
+    `tf.debugging` assertion compares them.
+
+    Args:
+        images: Preprocessed images, a `tf.Tensor`.
+        texts: Preprocessed texts with one axis per example (code points or
+            token ids), a `tf.Tensor`.
+
+    Raises:
+        ValueError: if one is a batch and the other is not, or the batch
+            sizes differ.
+
+    Example:
+
+    ```python
+    check_same_batch_size(tf.zeros((2, 32, 32, 3)), tf.zeros((2, 8)))
+    ```
+    """
+    message = "'images' and 'texts' must have the same batch size"
+    if images.shape.rank != texts.shape.rank + 2:
+        raise ValueError(
+            f"{message}: pass a batch of both or one example of both."
+        )
+    if images.shape.rank == 3:
+        return
+    n_images, n_texts = images.shape[0], texts.shape[0]
+    if n_images is not None and n_texts is not None:
+        if n_images != n_texts:
+            raise ValueError(
+                f"{message}. Received {n_images} images and {n_texts} texts."
+            )
+    else:
+        tf.debugging.assert_equal(
+            tf.shape(images)[0], tf.shape(texts)[0], message=message
+        )
+
+
+def resized_pixels(images, image_size, channels: int | None = None):
+    """Checks raw pixels and resizes them, as float32 in `[0, 255]`.
+
+    Args:
+        images: `[B, H, W, C]` or one image `[H, W, C]`, uint8 or float in
+            `[0, 255]`.
+        image_size: `(height, width)` to resize to (antialiased bilinear,
+            skipped when the size already matches), or None to keep it.
+        channels: The required number of channels, or None for any.
+
+    Returns:
+        A float32 `tf.Tensor` of the input's rank.
+
+    Raises:
+        ValueError: if `images` has another rank or channel count.
+        TypeError: if `images` is not numeric.
+
+    Example:
+
+    ```python
+    resized_pixels(np.zeros((2, 20, 20, 3), "uint8"), (16, 16), channels=3)
+    ```
+    """
+    images = tf.convert_to_tensor(images)
+    channel_name = "C" if channels is None else str(channels)
+    kind = "RGB images" if channels == 3 else "images"
+    if images.shape.rank not in (3, 4) or (
+        channels is not None and images.shape[-1] != channels
+    ):
+        raise ValueError(
+            f"'images' must be a batch of {kind} [B, H, W, {channel_name}] "
+            f"or one image [H, W, {channel_name}]. Received shape "
+            f"{images.shape}"
+        )
+    if not (images.dtype.is_floating or images.dtype.is_integer):
+        raise TypeError(
+            f"'images' must be numeric. Received dtype {images.dtype.name}"
+        )
+    images = tf.cast(images, "float32")
+    if image_size is not None and tuple(images.shape[-3:-1]) != image_size:
+        images = tf.image.resize(images, image_size, antialias=True)
+    return images
