@@ -1,10 +1,12 @@
 """Original ViT checkpoints -> `ViTBackbone`.
 
-Three sources fill the same backbone:
+Four sources fill the same backbone:
 
 - big_vision's `vit.Model` (flat npz, '/'-joined flax names);
 - google-research/vision_transformer's `VisionTransformer` (`vit_jax`),
   which adds its position embedding after the class token;
+- google-research/vmoe's `VisionTransformerMoe` (V-MoE: vit_jax's ViT with
+  sparse mixture-of-experts MLPs in some blocks);
 - the vision tower of Hugging Face's `SiglipModel` (PyTorch layout).
 
 The block, MLP and MAP-head assigners are public: the other families'
@@ -15,8 +17,10 @@ import os
 from typing import Any
 
 from keras_vl.convert import big_vision, huggingface
-from keras_vl.convert.checkpoint import CheckpointReader
+from keras_vl.convert.checkpoint import CheckpointReader, load_npz_checkpoint
+from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.models.vit.vit_backbone import ViTBackbone
+from keras_vl.ops import pair
 
 # === big_vision ===
 
@@ -231,6 +235,34 @@ def vit_from_vit_jax_config(
     )
 
 
+def _assign_posemb_after_class_token(
+    reader: CheckpointReader, vit: ViTBackbone, name: str, cls_name: str
+) -> None:
+    """Loads a vit_jax-style position embedding, whose first row belongs to
+    the class token: `cls + posemb[0]` becomes the keras_vl class token and
+    the other rows the patch position embedding, which gives the same
+    first-layer input (keras_vl adds the embedding before the class
+    token)."""
+    if vit.class_token is None:
+        reader.assign(vit.position_embedding.embedding, name)
+        return
+    posemb = reader.take(name)
+    _, patches, width = vit.position_embedding.embedding.shape
+    if tuple(posemb.shape) != (1, patches + 1, width):
+        raise ValueError(
+            f"Parameter {name!r} of {reader.source} has shape "
+            f"{tuple(posemb.shape)}; a class-token ViT of this size "
+            f"needs {(1, patches + 1, width)} (1 + {patches} patches). "
+            "Check `image_size`, the patch size and the width."
+        )
+    reader.assign(
+        vit.class_token.token,
+        cls_name,
+        transform=lambda cls: cls + posemb[:, :1],
+    )
+    vit.position_embedding.embedding.assign(posemb[:, 1:])
+
+
 def assign_vit_jax(
     reader: CheckpointReader, vit: ViTBackbone, prefix: str
 ) -> None:
@@ -245,27 +277,157 @@ def assign_vit_jax(
     big_vision.assign_dense(
         reader, vit.patch_embedding.projection, f"{p}embedding"
     )
-    name = f"{p}Transformer/posembed_input/pos_embedding"
-    if vit.class_token is not None:
-        posemb = reader.take(name)
-        _, patches, width = vit.position_embedding.embedding.shape
-        if tuple(posemb.shape) != (1, patches + 1, width):
-            raise ValueError(
-                f"Parameter {name!r} of {reader.source} has shape "
-                f"{tuple(posemb.shape)}; a class-token ViT of this size "
-                f"needs {(1, patches + 1, width)} (1 + {patches} patches). "
-                "Check `image_size`, the patch size and the width."
-            )
-        reader.assign(
-            vit.class_token.token,
-            f"{p}cls",
-            transform=lambda cls: cls + posemb[:, :1],
-        )
-        vit.position_embedding.embedding.assign(posemb[:, 1:])
-    else:
-        reader.assign(vit.position_embedding.embedding, name)
+    _assign_posemb_after_class_token(
+        reader, vit, f"{p}Transformer/posembed_input/pos_embedding", f"{p}cls"
+    )
     assign_encoder(reader, vit.encoder, f"{p}Transformer/", "encoderblock")
     _assign_heads(reader, vit, p)
+
+
+# === google-research/vmoe (V-MoE) ===
+
+# vit_jax `classifier` -> ViTBackbone `pool_type`.
+_VMOE_CLASSIFIERS = {"token": "tok", "gap": "gap", "0": "0"}
+
+
+def sparse_moe_kwargs_from_vmoe(moe: dict, mlp_dim: int) -> dict:
+    """`SparseMoeMlp` arguments from a vmoe `encoder.moe` config.
+
+    Args:
+        moe: The `moe` entry of the encoder config (`num_experts`,
+            `group_size`, `router` with its `dispatcher`, ...).
+        mlp_dim: Hidden width of every expert.
+
+    Returns:
+        Keyword arguments for `keras_vl.layers.SparseMoeMlp`.
+    """
+    router = dict(moe.get("router") or {})
+    dispatcher = dict(router.pop("dispatcher", None) or {})
+    name = dispatcher.pop("name", "einsum")
+    if name != "einsum":
+        raise ValueError(
+            f"Only the einsum dispatcher is supported. Received: {name!r}"
+        )
+    return dict(
+        num_experts=moe["num_experts"],
+        mlp_dim=mlp_dim,
+        group_size=moe["group_size"],
+        num_selected_experts=router.get("num_selected_experts", 1),
+        capacity_factor=dispatcher.get("capacity_factor"),
+        capacity=dispatcher.get("capacity"),
+        capacity_rounding=dispatcher.get("capacity_ceil_or_round", "ceil"),
+        capacity_multiple_of=dispatcher.get("capacity_multiple_of", 4),
+        batch_priority=dispatcher.get("batch_priority", False),
+        noise_std=router.get("noise_std", 1.0),
+        # vmoe's router defaults, not keras_vl's.
+        importance_loss_weight=router.get("importance_loss_weight", 1.0),
+        load_loss_weight=router.get("load_loss_weight", 1.0),
+        gshard_loss_weight=router.get("gshard_loss_weight", 0.0),
+        dropout_rate=moe.get("dropout_rate", 0.0),
+    )
+
+
+def vit_from_vmoe_config(model_kwargs: dict, image_size) -> ViTBackbone:
+    """A `ViTBackbone` shaped like a vmoe `VisionTransformerMoe`: blocks
+    listed in `encoder.moe.layers` get a `SparseMoeMlp`.
+
+    Args:
+        model_kwargs: The `VisionTransformerMoe` keyword arguments.
+        image_size: int or `(height, width)` of the input images.
+
+    Returns:
+        An unloaded backbone; fill it with `assign_vmoe`.
+    """
+    encoder = model_kwargs["encoder"]
+    classifier = model_kwargs.get("classifier", "token")
+    if classifier not in _VMOE_CLASSIFIERS:
+        raise ValueError(
+            f"Unsupported `classifier` {classifier!r}; expected one of "
+            f"{sorted(_VMOE_CLASSIFIERS)}."
+        )
+    moe = encoder.get("moe") or {}
+    moe_layers = set(moe.get("layers") or ())
+    mlp_dim = encoder["mlp_dim"]
+    mlps = [
+        SparseMoeMlp(**sparse_moe_kwargs_from_vmoe(moe, mlp_dim))
+        if i in moe_layers
+        else None
+        for i in range(encoder["num_layers"])
+    ]
+    return ViTBackbone(
+        image_size=pair(image_size, "image_size"),
+        patch_size=pair(model_kwargs["patch_size"], "patch_size"),
+        width=model_kwargs["hidden_size"],
+        depth=encoder["num_layers"],
+        mlp_dim=mlp_dim,
+        num_heads=encoder["num_heads"],
+        posemb="learn",
+        pool_type=_VMOE_CLASSIFIERS[classifier],
+        rep_size=model_kwargs.get("representation_size") or False,
+        num_classes=model_kwargs.get("num_classes"),
+        head_zeroinit=False,
+        dropout_rate=encoder.get("dropout_rate", 0.0),
+        mlp_factory=mlps,
+    )
+
+
+def assign_vmoe(reader: CheckpointReader, vit: ViTBackbone) -> None:
+    """Loads vmoe `VisionTransformerMoe` parameters into `vit`."""
+    big_vision.assign_dense(reader, vit.patch_embedding.projection, "embedding")
+    _assign_posemb_after_class_token(
+        reader, vit, "Encoder/posembed_input/pos_embedding", "cls"
+    )
+    for i, block in enumerate(vit.encoder.blocks):
+        p = f"Encoder/encoderblock_{i}"
+        big_vision.assign_layer_norm(reader, block.norm_0, f"{p}/LayerNorm_0")
+        big_vision.assign_attention(
+            reader, block.attention, f"{p}/SelfAttention"
+        )
+        big_vision.assign_layer_norm(reader, block.norm_1, f"{p}/LayerNorm_1")
+        mlp = block.mlp
+        if isinstance(mlp, SparseMoeMlp):
+            reader.assign(mlp.router.kernel, f"{p}/Moe/Router/dense/kernel")
+            for k in (0, 1):
+                prefix = f"{p}/Moe/Mlp/Dense_{k}"
+                reader.assign(getattr(mlp, f"kernel_{k}"), f"{prefix}/kernel")
+                reader.assign(getattr(mlp, f"bias_{k}"), f"{prefix}/bias")
+        else:
+            assign_mlp(reader, mlp, f"{p}/Mlp")
+    big_vision.assign_layer_norm(
+        reader, vit.encoder.norm, "Encoder/encoder_norm"
+    )
+    _assign_heads(reader, vit, "")
+
+
+def convert_vmoe(
+    checkpoint: str | os.PathLike, model_kwargs: dict, image_size
+) -> ViTBackbone:
+    """Builds a `ViTBackbone` with sparse MoE blocks from a vmoe checkpoint.
+
+    Args:
+        checkpoint: Path of the flat npz with '/'-joined flax names
+            (`embedding/kernel`, `cls`, `Encoder/posembed_input/...`,
+            `Encoder/encoderblock_<i>/Moe/...`, `head/kernel`).
+        model_kwargs: The `VisionTransformerMoe` keyword arguments.
+        image_size: int or `(height, width)`.
+
+    Returns:
+        The backbone with every checkpoint parameter loaded.
+
+    Example:
+
+    ```python
+    vit = convert_vmoe("params.npz", json.load(open("kwargs.json")), 32)
+    logits = vit.predict(images)
+    ```
+    """
+    vit = vit_from_vmoe_config(model_kwargs, image_size)
+    reader = CheckpointReader(
+        load_npz_checkpoint(checkpoint), source=os.fspath(checkpoint)
+    )
+    assign_vmoe(reader, vit)
+    reader.finish()
+    return vit
 
 
 # === Hugging Face SigLIP vision tower ===

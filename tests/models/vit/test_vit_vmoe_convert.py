@@ -1,9 +1,9 @@
-"""tools/convert_vmoe.py: the tiny V-MoE ViT of the golden fixtures converts
-and reproduces vmoe's logits, routing and auxiliary losses."""
+"""vmoe checkpoints -> ViTBackbone with sparse MoE blocks: the tiny V-MoE
+ViT of the golden fixtures converts (in Python and through
+`tools/convert_vmoe.py`) and reproduces vmoe's logits, routing and auxiliary
+losses."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,17 +12,8 @@ from conftest import load_npz, require_vmoe_fixtures, to_numpy
 
 from keras_vl.layers import SparseMoeMlp
 from keras_vl.models import ViTBackbone
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_vmoe", REPO / "tools" / "convert_vmoe.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from keras_vl.models.vit.vit_convert import convert_vmoe
+from tools import convert_vmoe as convert_vmoe_tool
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +24,8 @@ def fixture():
 
 
 def convert(root, config, mode="eval"):
-    tool = load_tool()
     image_size = tuple(config["image_shape"][1:3])
-    return tool.convert_vmoe(
+    return convert_vmoe(
         root / "params.npz", config[f"kwargs_{mode}"], image_size
     )
 
@@ -111,7 +101,7 @@ def test_cli_writes_a_preset_that_reloads(fixture, tmp_path):
     data = load_npz(root / config["runs"]["eval"]["file"])
     kwargs = tmp_path / "kwargs.json"
     kwargs.write_text(json.dumps({"model": config["kwargs_eval"]}))
-    load_tool().main(
+    convert_vmoe_tool.main(
         [
             "--checkpoint",
             str(root / "params.npz"),
@@ -136,7 +126,7 @@ def test_config_mismatch_is_reported(fixture):
     kwargs = json.loads(json.dumps(config["kwargs_eval"]))
     kwargs["encoder"]["moe"]["layers"] = [1]  # block 3 becomes dense
     with pytest.raises(ValueError, match="encoderblock_3/Mlp"):
-        load_tool().convert_vmoe(
+        convert_vmoe(
             root / "params.npz", kwargs, tuple(config["image_shape"][1:3])
         )
     keras.backend.clear_session()
