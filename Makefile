@@ -47,6 +47,7 @@ bench: $(STAMP)
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/lit_cached_features.py
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/train_step.py \
 		--batch-size 16 --warmup 1 --steps 4
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/moe.py --batch 8
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo
