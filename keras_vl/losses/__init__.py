@@ -1,4 +1,5 @@
-"""Contrastive image-text losses and their retrieval metrics."""
+"""Contrastive image-text losses, their retrieval metrics, and LIMoE's
+entropy losses on routing distributions."""
 
 from keras_vl.losses.contrastive import (
     contrastive_accuracy,
@@ -10,14 +11,26 @@ from keras_vl.losses.contrastive import (
     softmax_contrastive_loss,
     text_to_image_accuracy,
 )
+from keras_vl.losses.moe import (
+    check_entropy_threshold,
+    global_entropy_loss,
+    local_entropy_loss,
+    routing_entropy,
+    thresholded_global_entropy_loss,
+)
 
 __all__ = [
+    "check_entropy_threshold",
     "contrastive_accuracy",
     "contrastive_logits",
+    "global_entropy_loss",
     "image_to_text_accuracy",
+    "local_entropy_loss",
     "logit_scale_from_log",
     "positive_mask",
+    "routing_entropy",
     "sigmoid_contrastive_loss",
     "softmax_contrastive_loss",
     "text_to_image_accuracy",
+    "thresholded_global_entropy_loss",
 ]
