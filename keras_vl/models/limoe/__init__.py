@@ -1,0 +1,1 @@
+"""LIMoE: one sparse mixture-of-experts transformer for images and text."""
