@@ -4,6 +4,9 @@ from keras_vl.models.clippo.clippo import Clippo
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
 from keras_vl.models.contrastive import ContrastiveModel
+from keras_vl.models.limoe.limoe import LIMoE
+from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
+from keras_vl.models.limoe.limoe_preprocessor import LIMoEPreprocessor
 from keras_vl.models.lit.lit import LiT
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
@@ -15,6 +18,9 @@ __all__ = [
     "ClippoBackbone",
     "ClippoPreprocessor",
     "ContrastiveModel",
+    "LIMoE",
+    "LIMoEBackbone",
+    "LIMoEPreprocessor",
     "LiT",
     "LiTBackbone",
     "LiTPreprocessor",

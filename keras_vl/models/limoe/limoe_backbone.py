@@ -229,7 +229,9 @@ class LIMoEBackbone(Backbone):
                 local_entropy_weight=local_entropy_weight,
                 global_entropy_weight=global_entropy_weight,
                 entropy_threshold=entropy_threshold,
-                modality_split=None if joint_routing else num_image_tokens,
+                modality_lengths=None
+                if joint_routing
+                else (num_image_tokens, sequence_length),
                 dtype=dtype,
                 name=f"moe_{index}",
                 **moe_kwargs,
@@ -290,47 +292,19 @@ class LIMoEBackbone(Backbone):
                 shape=(sequence_length,), dtype="bool", name="padding_mask"
             ),
         }
-        image_tokens = self.image_position_embedding(
-            self.patch_embedding(inputs["images"])
-        )
-        image_tokens = ops.reshape(image_tokens, (-1, num_image_tokens, width))
-        text_tokens = self.text_position_embedding(
-            self.token_embedding(inputs["token_ids"])
-        )
+        self.num_image_tokens = num_image_tokens
+        self.image_pool = image_pool
+        self.text_pool = text_pool
+        image_tokens = self._image_tokens(inputs["images"])
+        text_tokens = self._text_tokens(inputs["token_ids"])
         text_mask = ops.cast(inputs["padding_mask"], "bool")
         image_mask = ops.ones_like(image_tokens[..., 0], dtype="bool")
-        mask = ops.concatenate([image_mask, text_mask], axis=1)
-        modality = ops.concatenate(
-            [
-                ops.full_like(image_tokens[..., 0], IMAGE, dtype="int32"),
-                ops.full_like(text_tokens[..., 0], TEXT, dtype="int32"),
-            ],
-            axis=1,
+        image_out, text_out = self._encode(
+            [(image_tokens, image_mask, IMAGE), (text_tokens, text_mask, TEXT)]
         )
-        # Block-diagonal by modality: no attention across modalities, and
-        # none to text padding.
-        attention_mask = ops.logical_and(
-            ops.equal(modality[:, :, None], modality[:, None, :]),
-            mask[:, None, :],
-        )
-        tokens = ops.concatenate(
-            [image_tokens, ops.cast(text_tokens, image_tokens.dtype)], axis=1
-        )
-        encoded = self.encoder(
-            tokens,
-            side_input={"mask": mask, "modality": modality},
-            attention_mask=attention_mask,
-        )
-        image_out = encoded[:, :num_image_tokens]
-        text_out = encoded[:, num_image_tokens:]
-        if image_pool == "map":
-            image_features = self.image_map_head(image_out)
-        else:
-            image_features = ops.mean(image_out, axis=1)
-        text_features = _pool_text(text_out, text_mask, text_pool)
         outputs = {
-            "image_embeddings": l2_normalize(self.image_head(image_features)),
-            "text_embeddings": l2_normalize(self.text_head(text_features)),
+            "image_embeddings": self._image_head(image_out),
+            "text_embeddings": self._text_head(text_out, text_mask),
         }
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
@@ -356,11 +330,70 @@ class LIMoEBackbone(Backbone):
         self.global_entropy_weight = global_entropy_weight
         self.entropy_threshold = entropy_threshold
         self.moe_kwargs = moe_kwargs
-        self.image_pool = image_pool
-        self.text_pool = text_pool
         self.dropout_rate = dropout_rate
         self.num_channels = num_channels
-        self.num_image_tokens = num_image_tokens
+
+    def _image_tokens(self, images):
+        grid = self.patch_embedding(images)
+        tokens = self.image_position_embedding(grid)
+        return ops.reshape(
+            tokens, (-1, self.num_image_tokens, tokens.shape[-1])
+        )
+
+    def _text_tokens(self, token_ids):
+        return self.text_position_embedding(self.token_embedding(token_ids))
+
+    def _encode(self, parts):
+        """Runs the shared encoder on `[(tokens, mask, modality id), ...]`
+        concatenated along the token axis; returns each part's tokens."""
+        tokens = ops.concatenate([p[0] for p in parts], axis=1)
+        mask = ops.concatenate([p[1] for p in parts], axis=1)
+        modality = ops.concatenate(
+            [ops.full_like(p[1], p[2], dtype="int32") for p in parts], axis=1
+        )
+        # Block-diagonal by modality: no attention across modalities, and
+        # none to text padding.
+        attention_mask = ops.logical_and(
+            ops.equal(modality[:, :, None], modality[:, None, :]),
+            mask[:, None, :],
+        )
+        encoded = self.encoder(
+            tokens,
+            side_input={"mask": mask, "modality": modality},
+            attention_mask=attention_mask,
+        )
+        outputs, start = [], 0
+        for part in parts:
+            length = part[0].shape[1]
+            outputs.append(encoded[:, start : start + length])
+            start += length
+        return outputs
+
+    def _image_head(self, tokens):
+        if self.image_pool == "map":
+            features = self.image_map_head(tokens)
+        else:
+            features = ops.mean(tokens, axis=1)
+        return l2_normalize(self.image_head(features))
+
+    def _text_head(self, tokens, mask):
+        features = _pool_text(tokens, mask, self.text_pool)
+        return l2_normalize(self.text_head(features))
+
+    def embed_images(self, images):
+        """Model-ready images `[B, H, W, C]` -> embeddings, encoded alone
+        (routed in groups of image tokens only)."""
+        tokens = self._image_tokens(images)
+        mask = ops.ones_like(tokens[..., 0], dtype="bool")
+        (encoded,) = self._encode([(tokens, mask, IMAGE)])
+        return self._image_head(encoded)
+
+    def embed_texts(self, inputs):
+        """`{"token_ids", "padding_mask"}` -> embeddings, encoded alone."""
+        tokens = self._text_tokens(inputs["token_ids"])
+        mask = ops.cast(inputs["padding_mask"], "bool")
+        (encoded,) = self._encode([(tokens, mask, TEXT)])
+        return self._text_head(encoded, mask)
 
     @property
     def moe_mlps(self) -> list[LIMoEMoeMlp]:

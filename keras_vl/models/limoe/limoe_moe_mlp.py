@@ -48,11 +48,11 @@ class LIMoEMoeMlp(SparseMoeMlp):
 
     Tokens of both modalities arrive in one `[B, N, D]` tensor with the
     side input `{"mask": [B, N] bool, "modality": [B, N] int}` (0 = image,
-    1 = text). With `modality_split=None` they are routed jointly: groups
+    1 = text). With `modality_lengths=None` they are routed jointly: groups
     of `group_size` consecutive tokens mix images and texts, which then
-    compete for the experts' capacity. With `modality_split=s`, tokens
-    `[:, :s]` and `[:, s:]` are routed in separate groups (per-modality
-    routing), each call adding its own auxiliary losses.
+    compete for the experts' capacity. With `modality_lengths=(n, l)`, a
+    sequence `[n image tokens, l text tokens]` is routed in separate
+    groups per modality, each routing adding its own auxiliary losses.
 
     On top of the router's auxiliary losses, this layer adds LIMoE's
     entropy losses on the clean routing distributions (`keras_vl.losses`),
@@ -77,8 +77,10 @@ class LIMoEMoeMlp(SparseMoeMlp):
             thresholded global entropy loss.
         entropy_threshold: float or `(image, text)` thresholds `tau` in
             `[0, ln E]` (nats); None = `ln(E) / 2`.
-        modality_split: Optional int. None routes both modalities jointly;
-            an int routes tokens before and after it in separate groups.
+        modality_lengths: Optional `(image tokens, text tokens)`. None
+            routes both modalities jointly; with it, a sequence of both
+            (`[image tokens, text tokens]`) is routed in separate groups
+            per modality. A sequence of one modality only is routed as is.
         **kwargs: `SparseMoeMlp` arguments (`num_selected_experts`,
             `capacity_factor`, `batch_priority`, loss weights, ...).
 
@@ -102,7 +104,7 @@ class LIMoEMoeMlp(SparseMoeMlp):
         local_entropy_weight: float | Sequence[float] = 0.0,
         global_entropy_weight: float | Sequence[float] = 0.0,
         entropy_threshold: float | Sequence[float] | None = None,
-        modality_split: int | None = None,
+        modality_lengths: Sequence[int] | None = None,
         **kwargs,
     ):
         super().__init__(num_experts, mlp_dim, group_size, **kwargs)
@@ -131,14 +133,17 @@ class LIMoEMoeMlp(SparseMoeMlp):
             )
             for m, tau in enumerate(thresholds)
         )
-        if modality_split is not None and (
-            not isinstance(modality_split, int) or modality_split < 1
-        ):
-            raise ValueError(
-                "`modality_split` must be None (joint routing) or an int "
-                f">= 1. Received: modality_split={modality_split!r}"
-            )
-        self.modality_split = modality_split
+        if modality_lengths is not None:
+            modality_lengths = tuple(modality_lengths)
+            if len(modality_lengths) != len(MODALITIES) or not all(
+                isinstance(n, int) and n >= 1 for n in modality_lengths
+            ):
+                raise ValueError(
+                    "`modality_lengths` must be None (joint routing) or "
+                    "(image tokens, text tokens), two ints >= 1. Received: "
+                    f"modality_lengths={modality_lengths!r}"
+                )
+        self.modality_lengths = modality_lengths
         # Per-token routing of eager calls, kept while `routing_summary`
         # listens; plain attribute, not tracked by Keras.
         object.__setattr__(self, "_recorder", None)
@@ -173,10 +178,12 @@ class LIMoEMoeMlp(SparseMoeMlp):
             mask = ops.ones(ops.shape(inputs)[:2], dtype="bool")
         mask = ops.cast(mask, "bool")
         modality = ops.cast(side_input["modality"], "int32")
-        if self.modality_split is None:
+        lengths = self.modality_lengths
+        if lengths is None or inputs.shape[1] != sum(lengths):
+            # Joint routing, or a single modality's tokens.
             parts = [(inputs, mask, modality)]
         else:
-            s = self.modality_split
+            s = lengths[0]
             parts = [
                 (inputs[:, :s], mask[:, :s], modality[:, :s]),
                 (inputs[:, s:], mask[:, s:], modality[:, s:]),
@@ -303,7 +310,9 @@ class LIMoEMoeMlp(SparseMoeMlp):
                 "local_entropy_weight": list(self.local_entropy_weight),
                 "global_entropy_weight": list(self.global_entropy_weight),
                 "entropy_threshold": list(self.entropy_threshold),
-                "modality_split": self.modality_split,
+                "modality_lengths": None
+                if self.modality_lengths is None
+                else list(self.modality_lengths),
             }
         )
         return config
