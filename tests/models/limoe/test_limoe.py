@@ -13,6 +13,7 @@ from model_contract import (
     random_pixels,
 )
 
+from keras_vl.evaluation import ZeroShotClassifier
 from keras_vl.losses import softmax_contrastive_loss
 from keras_vl.models.limoe.limoe import LIMoE
 from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
@@ -164,6 +165,33 @@ def test_routing_summary(model):
     assert image["counts"].sum() == 4 * num_image_tokens
     with pytest.raises(ValueError, match="same batch size"):
         model.routing_summary(data()["images"], TEXTS[:3])
+
+
+def test_zero_shot_classifier(model):
+    names = ["red circle", "blue square", "green"]
+    classifier = ZeroShotClassifier(model, names, templates=("a {}",))
+    images = data()["images"]
+    expected = model.similarity(images, [f"a {n}" for n in names])
+    np.testing.assert_array_equal(
+        classifier.predict(images), expected.argmax(axis=1)
+    )
+
+
+def test_preset_round_trip_keeps_tokenizer(model, tmp_path):
+    path = str(tmp_path / "limoe_preset")
+    model.save_to_preset(path)
+    restored = LIMoE.from_preset(path)
+    assert isinstance(restored.backbone, LIMoEBackbone)
+    assert restored.preprocessor.tokenizer.get_vocabulary() == VOCAB
+    images = data()["images"]
+    np.testing.assert_allclose(
+        restored.encode_images(images), model.encode_images(images), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        restored.encode_texts(TEXTS), model.encode_texts(TEXTS), atol=1e-6
+    )
+    backbone = LIMoEBackbone.from_preset(path)
+    assert backbone.moe_layer_indices == model.backbone.moe_layer_indices
 
 
 def test_bad_arguments_are_rejected():
