@@ -173,14 +173,16 @@ def test_joint_routing_shares_capacity():
 
 
 def test_entropy_losses_are_added():
-    plain = LIMoEBackbone(**tiny_kwargs())
-    plain(inputs())
-    with_entropy = LIMoEBackbone(
+    backbone = LIMoEBackbone(
         **tiny_kwargs(local_entropy_weight=0.1, global_entropy_weight=0.1)
     )
-    with_entropy(inputs())
-    assert len(with_entropy.losses) == len(plain.losses) + 1
-    assert float(to_numpy(with_entropy.losses[-1])) > 0
+    backbone(inputs())
+    (moe,) = backbone.moe_mlps
+    assert len(backbone.losses) == 2  # router auxiliary + entropy
+    total = sum(float(to_numpy(v)) for v in backbone.losses)
+    auxiliary = sum(float(to_numpy(v)) for v in moe.router.losses)
+    # Local entropy of a near-uniform router alone is about 0.1 * ln 4.
+    assert total - auxiliary > 0.05
 
 
 class LIMoEBackboneContractTest(ContractTestCase):
