@@ -395,6 +395,17 @@ class LIMoEBackbone(Backbone):
         (encoded,) = self._encode([(tokens, mask, TEXT)])
         return self._text_head(encoded, mask)
 
+    def call(self, inputs, training=None, mask=None):
+        # Rows pair up, and the batch's tokens share routing groups.
+        images, texts = inputs["images"], inputs["token_ids"]
+        n_images, n_texts = images.shape[0], texts.shape[0]
+        if n_images is not None and n_texts is not None and n_images != n_texts:
+            raise ValueError(
+                "`images` and `token_ids` must have the same batch size. "
+                f"Received {n_images} images and {n_texts} texts."
+            )
+        return super().call(inputs, training=training, mask=mask)
+
     @property
     def moe_mlps(self) -> list[LIMoEMoeMlp]:
         """The sparse MLPs, in block order."""

@@ -113,6 +113,27 @@ def test_bad_arguments_are_rejected():
         LIMoEBackbone(**tiny_kwargs(image_size=40))
 
 
+def test_batch_size_mismatch_is_rejected(roomy):
+    x = inputs()
+    x["images"] = images(batch=3)
+    with pytest.raises(ValueError, match="same batch size"):
+        roomy(x)
+
+
+def test_single_modality_encoders_match_the_joint_pass(roomy):
+    joint = roomy(inputs())
+    np.testing.assert_allclose(
+        to_numpy(roomy.embed_images(inputs()["images"])),
+        to_numpy(joint["image_embeddings"]),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        to_numpy(roomy.embed_texts(inputs())),
+        to_numpy(joint["text_embeddings"]),
+        atol=1e-6,
+    )
+
+
 def test_texts_do_not_change_image_embeddings(roomy):
     base = roomy(inputs())
     other = roomy(inputs([[7, 8, 9, 10], [11, 0, 0, 0]]))
