@@ -87,7 +87,7 @@ class LIMoEMoeMlp(SparseMoeMlp):
     Example:
 
     ```python
-    moe = keras_vl.models.limoe.LIMoEMoeMlp(
+    moe = keras_vl.models.limoe.limoe_moe_mlp.LIMoEMoeMlp(
         num_experts=4, mlp_dim=64, group_size=8, local_entropy_weight=0.01
     )
     side = {"mask": np.ones((2, 8), bool),
