@@ -56,6 +56,7 @@ import keras  # noqa: E402
 from keras_hub.src.models.mixtral.mixtral_decoder import (  # noqa: E402
     MixtralSparseMoeBlock,
 )
+from matmul_ceiling import jax_matmul_ceiling  # noqa: E402
 
 from keras_vl.layers import MlpBlock, SparseMoeMlp  # noqa: E402
 
@@ -74,22 +75,6 @@ class Row:
     @property
     def median(self) -> float:
         return statistics.median(self.times)
-
-
-def jax_matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / min(times)
 
 
 def make_step(layer, x, training):

@@ -89,6 +89,10 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import ops  # noqa: E402
+from matmul_ceiling import (  # noqa: E402
+    jax_matmul_ceiling,
+    torch_matmul_ceiling,
+)
 
 from keras_vl.layers import TransformerEncoderBlock  # noqa: E402
 from keras_vl.layers.text_renderer import TextRenderer  # noqa: E402
@@ -188,40 +192,6 @@ def step_flops(dims: Dims, forward_per_pair: int) -> float:
     """fwd + bwd (= 3 x fwd) of the towers on `B` pairs, plus the loss."""
     b = dims.batch_size
     return 3.0 * (b * forward_per_pair + 2 * b * b * dims.width)
-
-
-# === Matmul ceilings ===
-
-
-def jax_matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    matmul(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / min(times)
-
-
-def torch_matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator)
-    b = torch.randn(n, n, generator=generator)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / min(times)
 
 
 # === Keras rows (JAX, timed through fit) ===

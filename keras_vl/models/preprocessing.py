@@ -94,3 +94,35 @@ def resized_pixels(images, image_size, channels: int | None = None):
     if image_size is not None and tuple(images.shape[-3:-1]) != image_size:
         images = tf.image.resize(images, image_size, antialias=True)
     return images
+
+
+def special_token_id(tokenizer, attributes, tokens) -> int | None:
+    """A special token's id from a keras-hub tokenizer, or None.
+
+    Tries the tokenizer's id attributes first (e.g. `end_token_id`), then
+    looks the token strings up; a lookup counts only if it maps back to the
+    same string (SentencePiece maps unknown pieces to `<unk>`).
+
+    Args:
+        tokenizer: A keras-hub tokenizer.
+        attributes: Attribute names that may hold the id, in order.
+        tokens: Token strings that may name it, in order.
+
+    Example:
+
+    ```python
+    special_token_id(tokenizer, ("pad_token_id",), ("<pad>", "[PAD]"))
+    ```
+    """
+    for attribute in attributes:
+        value = getattr(tokenizer, attribute, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    for token in tokens:
+        try:
+            index = int(tokenizer.token_to_id(token))
+            if tokenizer.id_to_token(index) == token:
+                return index
+        except (KeyError, ValueError, TypeError):
+            continue
+    return None

@@ -8,6 +8,7 @@ from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
 from keras_vl.models.preprocessing import (
     check_same_batch_size,
     resized_pixels,
+    special_token_id,
 )
 from keras_vl.ops import pair
 
@@ -15,22 +16,6 @@ try:
     import tensorflow as tf
 except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
     tf = None
-
-
-def _tokenizer_id(tokenizer, attributes, tokens):
-    """A special token's id from a keras-hub tokenizer, or None."""
-    for attribute in attributes:
-        value = getattr(tokenizer, attribute, None)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    for token in tokens:
-        try:
-            index = int(tokenizer.token_to_id(token))
-            if tokenizer.id_to_token(index) == token:
-                return index
-        except (KeyError, ValueError, TypeError):
-            continue
-    return None
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -143,13 +128,13 @@ class LIMoEPreprocessor(Preprocessor):
         end, pad = self.end_id, self.pad_id
         if self.tokenizer is not None:
             if end is None:
-                end = _tokenizer_id(
+                end = special_token_id(
                     self.tokenizer,
                     ("end_token_id", "sep_token_id"),
                     ("</s>", "[SEP]", "<eos>"),
                 )
             if pad is None:
-                pad = _tokenizer_id(
+                pad = special_token_id(
                     self.tokenizer, ("pad_token_id",), ("<pad>", "[PAD]")
                 )
         return end, 0 if pad is None else pad

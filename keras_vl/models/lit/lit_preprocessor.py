@@ -8,6 +8,7 @@ from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.preprocessing import (
     check_same_batch_size,
     resized_pixels,
+    special_token_id,
 )
 from keras_vl.ops import pair
 
@@ -249,23 +250,9 @@ class LiTPreprocessor(Preprocessor):
         return self._tokenizer_special_id(kind)
 
     def _tokenizer_special_id(self, kind):
-        tokenizer = self.tokenizer
-        if tokenizer is None:
+        if self.tokenizer is None:
             return None
-        attributes, tokens = _SPECIAL_TOKENS[kind]
-        for attribute in attributes:
-            value = getattr(tokenizer, attribute, None)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        for token in tokens:
-            try:
-                index = int(tokenizer.token_to_id(token))
-                # SentencePiece maps unknown pieces to <unk>: check back.
-                if tokenizer.id_to_token(index) == token:
-                    return index
-            except (KeyError, ValueError, TypeError):
-                continue
-        return None
+        return special_token_id(self.tokenizer, *_SPECIAL_TOKENS[kind])
 
     def _required_id(self, kind, reason):
         value = self.special_token_id(kind)
