@@ -1,0 +1,331 @@
+"""One prepared GPU benchmark: bf16 training throughput and MFU.
+
+Runs on a single-GPU host where only JAX (CUDA), numpy and pure-Python
+wheels (keras, keras-hub) are installed: nothing here needs TensorFlow, and
+every batch is built in numpy and placed on the device once. Rows, measured
+side by side in one process under the `mixed_bfloat16` policy (bf16 matmuls,
+float32 weights, softmax, norm statistics and loss):
+
+- `matmul ceiling`: the best of a few jitted `N x N x N` bf16 matmuls
+  (`N = 8192` on a GPU), the denominator of every MFU below.
+- `CLIPPO B/16`: `keras_vl.models.Clippo` (one ViT-B/16 with MAP pooling
+  embeds the images and the texts it renders itself from code points at
+  224 px), trained with `model.fit` (AdamW, softmax loss).
+- `LIMoE B/16 E=8`: `keras_vl.models.LIMoE` with a ViT-B/16-sized shared
+  encoder, 8 experts in every other block, top-1, capacity factor 1.0,
+  image and text tokens routed jointly, trained with `model.fit`.
+- `PaLI decode`: cached greedy decoding tokens/s of `keras_vl.models.PaLI`,
+  when the model family is installed (skipped with a printed reason
+  otherwise).
+
+Each training row runs `--warmup` steps (compilation included, dropped), then
+`--steps` steps timed from batch begin to batch end by a callback that blocks
+on the loss; the median is reported. Model FLOPs are matmul FLOPs counted
+analytically (2 per multiply-add; backward = 2 x forward; attention
+`4 N^2 D` per block; router, renderer and optimizer not counted), so MFU is
+model FLOPs/s / the measured bf16 ceiling, the usual definition.
+
+Writes `--output` (JSON) and prints a table. `--quick` runs tiny configs on
+whatever device JAX sees (CI runs it on CPU to keep the script working).
+
+Usage:
+
+    KERAS_BACKEND=jax python benchmarks/gpu.py --output gpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_vl.layers import TextRenderer  # noqa: E402
+from keras_vl.models import (  # noqa: E402
+    Clippo,
+    ClippoBackbone,
+    LIMoE,
+    LIMoEBackbone,
+    ViTBackbone,
+)
+
+TARGET_MFU_CLIPPO = 0.45
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One size for every training row."""
+
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    num_heads: int
+    mlp_dim: int
+    text_length: int
+    vocab_size: int
+    batch_size: int
+    num_experts: int
+
+    @property
+    def patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+FULL = Config(224, 16, 768, 12, 12, 3072, 16, 32_000, 256, 8)
+QUICK = Config(32, 8, 32, 2, 2, 64, 8, 100, 4, 4)
+
+
+# === FLOP model (forward, matmuls only) ===
+
+
+def block_flops(tokens: int, width: int, mlp_dim: int) -> int:
+    n, d, m = tokens, width, mlp_dim
+    return 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
+
+
+def vit_forward_flops(config: Config) -> int:
+    """One image through the MAP-pooled ViT with a `width` head."""
+    n, d, m = config.patches, config.width, config.mlp_dim
+    flops = 2 * n * config.patch_size**2 * 3 * d
+    flops += config.depth * block_flops(n, d, m)
+    # MAP head: probe q/out, k/v over the tokens, attention, MLP; then head.
+    flops += 4 * d * d + 4 * n * d * d + 4 * n * d + 4 * d * m + 2 * d * d
+    return flops
+
+
+def limoe_forward_flops(config: Config) -> int:
+    """One image-text pair through LIMoE (top-1: one expert per token)."""
+    d, m = config.width, config.mlp_dim
+    image = vit_forward_flops(config)
+    text = config.depth * block_flops(config.text_length, d, m) + 2 * d * d
+    return image + text
+
+
+def train_flops(config: Config, forward_per_pair: int) -> float:
+    b, d = config.batch_size, config.width
+    return 3.0 * (b * forward_per_pair + 2 * b * b * d)
+
+
+# === Measurement ===
+
+
+def matmul_ceiling(n: int, dtype: str, repeats: int = 10) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+    matmul = jax.jit(jnp.matmul)
+    for _ in range(3):
+        matmul(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, b).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2.0 * n**3 / min(times)
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Times each `fit` step from batch begin to end, blocking on the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+        self._begin = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        float(np.asarray((logs or {}).get("loss", 0.0)))
+        self.times.append(time.perf_counter() - self._begin)
+
+
+def on_device(batch: dict) -> dict:
+    """Places a numpy batch on the default device once (no per-step copy)."""
+    import jax
+
+    return {k: jax.device_put(v) for k, v in batch.items()}
+
+
+def fit_step_times(model, batch: dict, warmup: int, steps: int) -> float:
+    """Median seconds per `fit` step on one device-resident batch."""
+
+    def repeat():
+        while True:
+            yield (batch,)
+
+    timer = StepTimer()
+    # Keras' own `fit` (the trainer's `train_step`): the batch is model-ready,
+    # so the tf.data / grain preprocessing wrapper of keras-hub is skipped.
+    keras.Model.fit(
+        model,
+        repeat(),
+        steps_per_epoch=warmup + steps,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer],
+    )
+    return statistics.median(timer.times[warmup:])
+
+
+def random_captions(rng, count: int) -> list[str]:
+    words = "a photo of the small red dog running on a sunny beach".split()
+    return [
+        " ".join(rng.choice(words, int(rng.integers(4, 12))))
+        for _ in range(count)
+    ]
+
+
+def clippo_row(config: Config) -> tuple[object, dict, float]:
+    vit = ViTBackbone(
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        width=config.width,
+        depth=config.depth,
+        mlp_dim=config.mlp_dim,
+        num_heads=config.num_heads,
+        pool_type="map",
+        num_classes=config.width,
+    )
+    renderer = TextRenderer(image_size=config.image_size)
+    model = Clippo(ClippoBackbone(vit, renderer))
+    model.preprocessor = None  # model-ready inputs below
+    model.compile()
+    rng = np.random.default_rng(0)
+    size, b = config.image_size, config.batch_size
+    codepoints = renderer.codepoints(random_captions(rng, b))
+    batch = {
+        "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
+        "texts": codepoints.astype("int32"),
+        "image_texts": np.full((b, 1), -1, "int32"),
+    }
+    flops = train_flops(config, 2 * vit_forward_flops(config))
+    return model, batch, flops
+
+
+def limoe_row(config: Config) -> tuple[object, dict, float]:
+    backbone = LIMoEBackbone(
+        vocabulary_size=config.vocab_size,
+        sequence_length=config.text_length,
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        width=config.width,
+        depth=config.depth,
+        num_heads=config.num_heads,
+        mlp_dim=config.mlp_dim,
+        out_dim=config.width,
+        num_experts=config.num_experts,
+    )
+    model = LIMoE(backbone)
+    model.preprocessor = None
+    model.compile()
+    rng = np.random.default_rng(0)
+    size, b, t = config.image_size, config.batch_size, config.text_length
+    batch = {
+        "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
+        "token_ids": rng.integers(1, config.vocab_size, (b, t)).astype(
+            "int32"
+        ),
+        "padding_mask": np.ones((b, t), bool),
+    }
+    return model, batch, train_flops(config, limoe_forward_flops(config))
+
+
+def pali_row(quick: bool) -> dict:
+    try:
+        from keras_vl.models import PaLI  # noqa: F401
+    except ImportError:
+        return {"skipped": "keras_vl.models.PaLI is not available"}
+    return {"skipped": "PaLI decode row not wired yet"}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--output", default="gpu_benchmark.json")
+    args = parser.parse_args(argv)
+
+    import jax
+
+    config = QUICK if args.quick else FULL
+    if args.batch_size:
+        config = dataclasses.replace(config, batch_size=args.batch_size)
+    warmup = args.warmup or (1 if args.quick else 3)
+    steps = args.steps or (2 if args.quick else 10)
+    device = jax.devices()[0]
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    ceiling_n = 256 if args.quick else 8192
+    ceiling = matmul_ceiling(ceiling_n, "bfloat16")
+    print(
+        f"device: {device.device_kind} ({device.platform}); "
+        f"jax {jax.__version__}, keras {keras.__version__}, "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"bf16 matmul ceiling ({ceiling_n}^3): {ceiling / 1e12:.1f} TFLOP/s"
+    )
+    rows = {}
+    for name, build in (
+        ("CLIPPO B/16", clippo_row),
+        (f"LIMoE B/16 E={config.num_experts}", limoe_row),
+    ):
+        if args.quick:
+            name = name.replace("B/16", "tiny")
+        model, batch, flops = build(config)
+        step_s = fit_step_times(model, on_device(batch), warmup, steps)
+        rows[name] = {
+            "step_ms": 1e3 * step_s,
+            "pairs_per_s": config.batch_size / step_s,
+            "tflops_per_s": flops / step_s / 1e12,
+            "mfu": flops / step_s / ceiling,
+        }
+        del model
+        keras.backend.clear_session()
+    pali = pali_row(args.quick)
+
+    print(
+        f"\nbatch {config.batch_size}, {config.image_size} px, "
+        f"mixed_bfloat16, median of {steps} steps after {warmup} warm-up"
+    )
+    header = f"{'row':<20}{'ms/step':>10}{'pairs/s':>10}{'TFLOP/s':>10}"
+    print(header + f"{'MFU':>8}")
+    for name, row in rows.items():
+        print(
+            f"{name:<20}{row['step_ms']:>10.1f}{row['pairs_per_s']:>10.1f}"
+            f"{row['tflops_per_s']:>10.1f}{row['mfu']:>8.1%}"
+        )
+    print(f"PaLI decode: {pali}")
+    clippo = next(iter(rows.values()))
+    if not args.quick:
+        verdict = "met" if clippo["mfu"] >= TARGET_MFU_CLIPPO else "missed"
+        print(f"target CLIPPO MFU >= {TARGET_MFU_CLIPPO:.0%}: {verdict}")
+    result = {
+        "device": device.device_kind,
+        "platform": device.platform,
+        "config": dataclasses.asdict(config),
+        "bf16_ceiling_tflops": ceiling / 1e12,
+        "rows": rows,
+        "pali_decode": pali,
+    }
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
