@@ -235,9 +235,7 @@ def limoe_row(config: Config) -> tuple[object, dict, float]:
     size, b, t = config.image_size, config.batch_size, config.text_length
     batch = {
         "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
-        "token_ids": rng.integers(1, config.vocab_size, (b, t)).astype(
-            "int32"
-        ),
+        "token_ids": rng.integers(1, config.vocab_size, (b, t)).astype("int32"),
         "padding_mask": np.ones((b, t), bool),
     }
     return model, batch, train_flops(config, limoe_forward_flops(config))
@@ -276,9 +274,7 @@ def main(argv=None) -> dict:
         f"jax {jax.__version__}, keras {keras.__version__}, "
         f"python {platform.python_version()}"
     )
-    print(
-        f"bf16 matmul ceiling ({ceiling_n}^3): {ceiling / 1e12:.1f} TFLOP/s"
-    )
+    print(f"bf16 matmul ceiling ({ceiling_n}^3): {ceiling / 1e12:.1f} TFLOP/s")
     rows = {}
     for name, build in (
         ("CLIPPO B/16", clippo_row),
