@@ -1,8 +1,14 @@
 """keras_vl imports and builds models where TensorFlow is not installed."""
 
+import keras
+import pytest
 from without_tensorflow import run_without_tensorflow
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow",
+    reason="the TensorFlow backend needs TensorFlow",
+)
 def test_models_import_and_run_without_tensorflow():
     out = run_without_tensorflow(
         "try:\n"
