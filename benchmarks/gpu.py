@@ -18,6 +18,14 @@ float32 weights, softmax, norm statistics and loss):
   when the model family is installed (skipped with a printed reason
   otherwise).
 
+- `big_vision ...`: the papers' own Flax models of the same sizes (CLIPPO
+  `one_tower`, LiT/SigLIP `two_towers`) with `dtype_mm="bfloat16"`, in a
+  jitted optax step (`benchmarks/big_vision_peer.py`), when flax, optax and
+  the peer code are there; each keras_vl row's ratio to its big_vision row is
+  printed.
+- `LiT B/16 (uu)`: `keras_vl.models.LiT`, ViT-B/16 + big_vision's text
+  transformer, both towers trained, through `fit`.
+
 Each training row runs `--warmup` steps (compilation included, dropped), then
 `--steps` steps timed from batch begin to batch end by a callback that blocks
 on the loss; the median is reported. Model FLOPs are matmul FLOPs counted
@@ -47,6 +55,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from big_vision_peer import BigVisionRunner, import_big_vision  # noqa: E402
+from fit_timing import FitRunner  # noqa: E402
 
 from keras_vl.layers import TextRenderer  # noqa: E402
 from keras_vl.models import (  # noqa: E402
@@ -54,6 +64,9 @@ from keras_vl.models import (  # noqa: E402
     ClippoBackbone,
     LIMoE,
     LIMoEBackbone,
+    LiT,
+    LiTBackbone,
+    TextTransformer,
     ViTBackbone,
 )
 
@@ -79,6 +92,10 @@ class Config:
     def patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
+    @property
+    def seq_len(self) -> int:  # the name big_vision_peer reads
+        return self.text_length
+
 
 FULL = Config(224, 16, 768, 12, 12, 3072, 16, 32_000, 256, 8)
 QUICK = Config(32, 8, 32, 2, 2, 64, 8, 100, 4, 4)
@@ -102,8 +119,9 @@ def vit_forward_flops(config: Config) -> int:
     return flops
 
 
-def limoe_forward_flops(config: Config) -> int:
-    """One image-text pair through LIMoE (top-1: one expert per token)."""
+def two_tower_forward_flops(config: Config) -> int:
+    """One image-text pair through a ViT and a text tower of the same size
+    (also LIMoE's: top-1 runs one expert MLP per token)."""
     d, m = config.width, config.mlp_dim
     image = vit_forward_flops(config)
     text = config.depth * block_flops(config.text_length, d, m) + 2 * d * d
@@ -135,51 +153,6 @@ def matmul_ceiling(n: int, dtype: str, repeats: int = 10) -> float:
     return 2.0 * n**3 / min(times)
 
 
-class StepTimer(keras.callbacks.Callback):
-    """Times each `fit` step from batch begin to end, blocking on the loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.times: list[float] = []
-        self._begin = 0.0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._begin = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(np.asarray((logs or {}).get("loss", 0.0)))
-        self.times.append(time.perf_counter() - self._begin)
-
-
-def on_device(batch: dict) -> dict:
-    """Places a numpy batch on the default device once (no per-step copy)."""
-    import jax
-
-    return {k: jax.device_put(v) for k, v in batch.items()}
-
-
-def fit_step_times(model, batch: dict, warmup: int, steps: int) -> float:
-    """Median seconds per `fit` step on one device-resident batch."""
-
-    def repeat():
-        while True:
-            yield (batch,)
-
-    timer = StepTimer()
-    # Keras' own `fit` (the trainer's `train_step`): the batch is model-ready,
-    # so the tf.data / grain preprocessing wrapper of keras-hub is skipped.
-    keras.Model.fit(
-        model,
-        repeat(),
-        steps_per_epoch=warmup + steps,
-        epochs=1,
-        shuffle=False,
-        verbose=0,
-        callbacks=[timer],
-    )
-    return statistics.median(timer.times[warmup:])
-
-
 def random_captions(rng, count: int) -> list[str]:
     words = "a photo of the small red dog running on a sunny beach".split()
     return [
@@ -188,7 +161,7 @@ def random_captions(rng, count: int) -> list[str]:
     ]
 
 
-def clippo_row(config: Config) -> tuple[object, dict, float]:
+def clippo_row(config: Config) -> tuple[FitRunner, float]:
     vit = ViTBackbone(
         image_size=config.image_size,
         patch_size=config.patch_size,
@@ -212,10 +185,58 @@ def clippo_row(config: Config) -> tuple[object, dict, float]:
         "image_texts": np.full((b, 1), -1, "int32"),
     }
     flops = train_flops(config, 2 * vit_forward_flops(config))
-    return model, batch, flops
+    return FitRunner(model, batch), flops
 
 
-def limoe_row(config: Config) -> tuple[object, dict, float]:
+def lit_row(config: Config) -> tuple[FitRunner, float]:
+    vit = ViTBackbone(
+        image_size=config.image_size,
+        patch_size=config.patch_size,
+        width=config.width,
+        depth=config.depth,
+        mlp_dim=config.mlp_dim,
+        num_heads=config.num_heads,
+        pool_type="map",
+    )
+    text = TextTransformer(
+        vocab_size=config.vocab_size,
+        sequence_length=config.text_length,
+        width=config.width,
+        depth=config.depth,
+        mlp_dim=config.mlp_dim,
+        num_heads=config.num_heads,
+    )
+    backbone = LiTBackbone(vit, text, config.width, config.width)
+    model = LiT(backbone, lock="uu")
+    model.preprocessor = None
+    model.compile()
+    rng = np.random.default_rng(0)
+    size, b, t = config.image_size, config.batch_size, config.text_length
+    batch = {
+        "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
+        "token_ids": rng.integers(2, config.vocab_size, (b, t)).astype("int32"),
+    }
+    return FitRunner(model, batch), train_flops(
+        config, two_tower_forward_flops(config)
+    )
+
+
+def big_vision_row(kind: str):
+    def build(config: Config) -> tuple[BigVisionRunner, float]:
+        runner = BigVisionRunner(
+            kind, config, 1e-3, 1e-4, 1.0, dtype_mm="bfloat16"
+        )
+        forward = (
+            2 * vit_forward_flops(config)
+            if kind == "one_tower"
+            else two_tower_forward_flops(config)
+        )
+        return runner, train_flops(config, forward)
+
+    return build
+
+
+def limoe_row(config: Config) -> tuple[FitRunner, float]:
     backbone = LIMoEBackbone(
         vocabulary_size=config.vocab_size,
         sequence_length=config.text_length,
@@ -238,7 +259,9 @@ def limoe_row(config: Config) -> tuple[object, dict, float]:
         "token_ids": rng.integers(1, config.vocab_size, (b, t)).astype("int32"),
         "padding_mask": np.ones((b, t), bool),
     }
-    return model, batch, train_flops(config, limoe_forward_flops(config))
+    return FitRunner(model, batch), train_flops(
+        config, two_tower_forward_flops(config)
+    )
 
 
 def pali_row(quick: bool) -> dict:
@@ -275,22 +298,32 @@ def main(argv=None) -> dict:
         f"python {platform.python_version()}"
     )
     print(f"bf16 matmul ceiling ({ceiling_n}^3): {ceiling / 1e12:.1f} TFLOP/s")
+    builders = {
+        "CLIPPO B/16": clippo_row,
+        "big_vision CLIPPO B/16": big_vision_row("one_tower"),
+        "LiT B/16 (uu)": lit_row,
+        "big_vision two-tower B/16": big_vision_row("two_towers"),
+        f"LIMoE B/16 E={config.num_experts}": limoe_row,
+    }
+    _, why = import_big_vision()
+    if why:
+        print(f"big_vision rows left out: {why}")
+        builders = {k: v for k, v in builders.items() if "big_vision" not in k}
     rows = {}
-    for name, build in (
-        ("CLIPPO B/16", clippo_row),
-        (f"LIMoE B/16 E={config.num_experts}", limoe_row),
-    ):
+    for name, build in builders.items():
         if args.quick:
             name = name.replace("B/16", "tiny")
-        model, batch, flops = build(config)
-        step_s = fit_step_times(model, on_device(batch), warmup, steps)
+        runner, flops = build(config)
+        runner.run(warmup)
+        step_s = statistics.median(runner.run(steps))
         rows[name] = {
             "step_ms": 1e3 * step_s,
             "pairs_per_s": config.batch_size / step_s,
             "tflops_per_s": flops / step_s / 1e12,
             "mfu": flops / step_s / ceiling,
         }
-        del model
+        print(f"  {name}: {1e3 * step_s:.1f} ms/step", flush=True)
+        del runner
         keras.backend.clear_session()
     pali = pali_row(args.quick)
 
@@ -298,12 +331,18 @@ def main(argv=None) -> dict:
         f"\nbatch {config.batch_size}, {config.image_size} px, "
         f"mixed_bfloat16, median of {steps} steps after {warmup} warm-up"
     )
-    header = f"{'row':<20}{'ms/step':>10}{'pairs/s':>10}{'TFLOP/s':>10}"
-    print(header + f"{'MFU':>8}")
+    print(
+        "| row | ms/step | pairs/s | vs big_vision | TFLOP/s | MFU |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
     for name, row in rows.items():
+        peer_name = "big_vision " + name.replace("LiT", "two-tower")
+        peer_name = peer_name.replace(" (uu)", "")
+        peer = rows.get(peer_name, {}).get("pairs_per_s")
+        ratio = f"{row['pairs_per_s'] / peer:.2f}x" if peer else ""
         print(
-            f"{name:<20}{row['step_ms']:>10.1f}{row['pairs_per_s']:>10.1f}"
-            f"{row['tflops_per_s']:>10.1f}{row['mfu']:>8.1%}"
+            f"| {name} | {row['step_ms']:.1f} | {row['pairs_per_s']:.1f} "
+            f"| {ratio} | {row['tflops_per_s']:.1f} | {row['mfu']:.1%} |"
         )
     print(f"PaLI decode: {pali}")
     clippo = next(iter(rows.values()))

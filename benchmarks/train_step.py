@@ -25,16 +25,33 @@ of `B` image-text pairs. Four rows are measured side by side in one process:
   same dims (nothing downloaded); step = forward, the same loss (with
   `--loss sigmoid` the model's own `return_loss=True`), `backward`,
   `clip_grad_norm_`, `torch.optim.AdamW.step`.
+- (e) keras_vl `LiT` (Keras backend), both towers trainable (`lock="uu"`):
+  the (b) towers as a `LiTBackbone` (`ViTBackbone` + `TextTransformer`,
+  big_vision's text tower), trained through `LiT`'s own `train_step`.
+- (f) big_vision `one_tower.Model` (CLIPPO; Flax, JAX) with
+  `image=dict(pool_type="map", ...)` of the same dims; its texts arrive
+  rendered by its input pipeline. Step: `jax.jit` of forward, the same
+  loss, backward, `optax` global-norm clipping and AdamW, parameters and
+  optimizer state donated (`benchmarks/big_vision_peer.py`).
+- (g) big_vision `two_towers.Model` (ViT + `text_transformer`, the LiT /
+  SigLIP code) of the same dims, trained the same way.
+
+(f) and (g) are the papers' own code: (a) is compared with (f), and (e) and
+(b) with (g). They need `flax`, `optax`, `ml_collections` and `einops` (the
+`bench` extra) and the big_vision model code (`$BIG_VISION_PEER`, else
+`../shared/peers/big_vision` beside the checkout); without them the rows
+print why and are left out.
 
 Every model is float32, dropout-free and randomly initialised; all inputs
-are one in-memory batch reused every step (`tf.data.Dataset.from_tensors(
-batch).repeat()` for `fit`). The Keras rows (a)-(c) run on the backend
+are one in-memory batch reused every step (placed on the device once and
+yielded to `fit` again every step). The Keras rows (a)-(c) run on the backend
 `KERAS_BACKEND` names, JAX (the default; XLA-compiled steps) or PyTorch
 (eager steps, the Keras default there), and are timed through `model.fit`
 -- the training step users actually run -- with a callback that times each
 step from batch begin to batch end, blocking on its loss (the trainer
 fetches the batch inside the step, so data iteration, dispatch and metric
-updates are included). The torch row (d) is timed around its step.
+updates are included; see `benchmarks/fit_timing.py`). The torch row (d)
+is timed around its step.
 Every row is built and warmed up first (`--warmup` steps, compilation
 included, dropped); the `--steps` timed steps then run in `--rounds`
 interleaved rounds (a, b, c, d, a, b, ...), so that load changes on a shared
@@ -88,6 +105,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
+from big_vision_peer import BigVisionRunner, import_big_vision  # noqa: E402
+from fit_timing import FitRunner  # noqa: E402
 from keras import ops  # noqa: E402
 from matmul_ceiling import (  # noqa: E402
     jax_matmul_ceiling,
@@ -100,6 +119,9 @@ from keras_vl.models import (  # noqa: E402
     Clippo,
     ClippoBackbone,
     ContrastiveModel,
+    LiT,
+    LiTBackbone,
+    TextTransformer,
     ViTBackbone,
 )
 from keras_vl.ops import l2_normalize  # noqa: E402
@@ -115,7 +137,12 @@ ROWS = {
     "b": "keras_vl two-tower",
     "c": "keras-hub SigLIPBackbone",
     "d": "transformers SiglipModel",
+    "e": "keras_vl LiT (uu)",
+    "f": "big_vision one_tower (CLIPPO)",
+    "g": "big_vision two_towers",
 }
+BIG_VISION_ROWS = {"f": "one_tower", "g": "two_towers"}
+TARGET_VS_BIG_VISION = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,48 +222,6 @@ def step_flops(dims: Dims, forward_per_pair: int) -> float:
 
 
 # === Keras rows (JAX, timed through fit) ===
-
-
-class _StepTimer(keras.callbacks.Callback):
-    """Times each `fit` step: batch begin to batch end, blocking on the loss.
-
-    The JAX trainer fetches the batch inside the step, so data iteration,
-    dispatch and the metric/log updates are included.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-        self._begin = None
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._begin = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(np.asarray((logs or {}).get("loss", 0.0)))
-        self.times.append(time.perf_counter() - self._begin)
-
-
-class KerasRunner:
-    """Runs `model.fit` for a few steps at a time on one in-memory batch."""
-
-    def __init__(self, model, batch):
-        import tensorflow as tf
-
-        self.model = model
-        self.dataset = tf.data.Dataset.from_tensors(batch).repeat()
-
-    def run(self, steps: int) -> list[float]:
-        timer = _StepTimer()
-        self.model.fit(
-            self.dataset,
-            steps_per_epoch=steps,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=[timer],
-        )
-        return timer.times
 
 
 def _adamw():
@@ -406,15 +391,48 @@ def build_keras_hub(dims: Dims, loss: str):
     return model, {"images": images, "token_ids": token_ids}
 
 
+def build_lit(dims: Dims, loss: str):
+    """Row (e): keras_vl `LiT` with both towers trainable."""
+    text = TextTransformer(
+        vocab_size=dims.vocab_size,
+        sequence_length=dims.seq_len,
+        width=dims.width,
+        depth=dims.depth,
+        mlp_dim=dims.mlp_dim,
+        num_heads=dims.num_heads,
+        pool_type="last",
+    )
+    backbone = LiTBackbone(
+        build_vit(dims),
+        text,
+        image_projection_dim=dims.width,
+        text_projection_dim=dims.width,
+    )
+    model = LiT(backbone, lock="uu", loss=loss)
+    model.preprocessor = None  # model-ready inputs below
+    model.compile(
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        global_clipnorm=CLIPNORM,
+    )
+    images, token_ids = _pairs_batch(dims)
+    return model, {"images": images, "token_ids": token_ids}
+
+
 def make_keras_row(row: str, dims: Dims, loss: str):
-    """`(runner, step FLOPs)` of row (a), (b) or (c)."""
-    builders = {"a": build_clippo, "b": build_two_tower, "c": build_keras_hub}
+    """`(runner, step FLOPs)` of row (a), (b), (c) or (e)."""
+    builders = {
+        "a": build_clippo,
+        "b": build_two_tower,
+        "c": build_keras_hub,
+        "e": build_lit,
+    }
     model, batch = builders[row](dims, loss)
     if row == "a":
         forward = 2 * vit_flops(dims, out_dim=dims.width)
     else:
         forward = vit_flops(dims) + text_flops(dims)
-    return KerasRunner(model, batch), step_flops(dims, forward)
+    return FitRunner(model, batch), step_flops(dims, forward)
 
 
 # === transformers row (PyTorch) ===
@@ -509,17 +527,24 @@ def _si(value: float) -> str:
     return f"{value:.0f} "
 
 
+# The big_vision row each keras_vl row does the same work as.
+BIG_VISION_PEER_OF = {"a": "f", "b": "g", "e": "g"}
+
+
 def print_table(results: dict[str, Result]) -> None:
     keras_hub_row, hf_row = results.get("c"), results.get("d")
     print(
-        "| model | backend | step time (ms) | pairs/s | ratio vs keras-hub "
-        "| ratio vs transformers | FLOP/s | % of ceiling |"
+        "| model | backend | step time (ms) | pairs/s | ratio vs big_vision "
+        "| ratio vs keras-hub | ratio vs transformers | FLOP/s "
+        "| % of ceiling |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for result in results.values():
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row, result in results.items():
+        big_vision = results.get(BIG_VISION_PEER_OF.get(row, ""))
         print(
             f"| {result.name} | {result.backend} "
             f"| {1e3 * result.step_s:.1f} | {result.pairs_per_s:.2f} "
+            f"| {_ratio(result, big_vision)} "
             f"| {_ratio(result, keras_hub_row)} | {_ratio(result, hf_row)} "
             f"| {_si(result.flops_per_s)}FLOP/s "
             f"| {100 * result.flops_per_s / result.ceiling:.1f} % |"
@@ -528,7 +553,8 @@ def print_table(results: dict[str, Result]) -> None:
 
 def print_targets(results: dict[str, Result]) -> None:
     print(
-        f"\nTargets (from the issue): keras_vl >= {TARGET_VS_KERAS_HUB}x "
+        f"\nTargets (from the issues): keras_vl >= {TARGET_VS_BIG_VISION}x "
+        f"big_vision, >= {TARGET_VS_KERAS_HUB}x "
         f"keras-hub, >= {TARGET_VS_TRANSFORMERS}x transformers, "
         f">= {100 * TARGET_CEILING_FRACTION:.0f} % of the matmul ceiling."
     )
@@ -542,12 +568,16 @@ def print_targets(results: dict[str, Result]) -> None:
             "renders on device), so its pairs/s ratios compare different "
             "work; (b) is the like-for-like row."
         )
-    for row in ("a", "b"):
+    for row in ("a", "b", "e"):
         if row not in results:
             continue
         ours = results[row]
         checks = []
-        for label, peer, target in peers:
+        big_vision = results.get(BIG_VISION_PEER_OF[row])
+        for label, peer, target in (
+            ("big_vision", big_vision, TARGET_VS_BIG_VISION),
+            *peers,
+        ):
             if peer is not None:
                 ratio = ours.pairs_per_s / peer.pairs_per_s
                 met = "met" if ratio >= target else "NOT met"
@@ -590,9 +620,10 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--rows",
-        default="a,b,c,d",
+        default="a,b,c,d,e,f,g",
         help="Comma-separated rows to run, from a (Clippo), b (two-tower), "
-        "c (keras-hub), d (transformers).",
+        "c (keras-hub), d (transformers), e (LiT), f (big_vision CLIPPO), "
+        "g (big_vision two-tower).",
     )
     args = parser.parse_args(argv)
     if args.quick:
@@ -625,6 +656,7 @@ def main(argv=None):
         "a",
         "b",
         "c",
+        "e",
     }:
         raise SystemExit(
             "The keras rows are timed under JAX or PyTorch; run with "
@@ -641,6 +673,13 @@ def main(argv=None):
         vocab_size=args.vocab_size,
         batch_size=args.batch_size,
     )
+    big_vision_rows = set(args.rows) & set(BIG_VISION_ROWS)
+    if big_vision_rows:
+        modules, why = import_big_vision()
+        if modules is None or args.loss != "softmax":
+            why = why or "the big_vision rows use the softmax loss"
+            print(f"big_vision rows {sorted(big_vision_rows)} left out: {why}")
+            args.rows = [r for r in args.rows if r not in big_vision_rows]
     cores = len(os.sched_getaffinity(0))
     import jax
     import torch
@@ -666,7 +705,7 @@ def main(argv=None):
     def measure_ceilings():
         # On a noisy machine keep the best of several measurements.
         measured = {}
-        if keras_backend == "jax":
+        if keras_backend == "jax" or set(args.rows) & set(BIG_VISION_ROWS):
             measured["jax"] = jax_matmul_ceiling
         if "d" in args.rows or keras_backend == "torch":
             measured["torch"] = torch_matmul_ceiling
@@ -685,6 +724,21 @@ def main(argv=None):
             runners[row] = TorchRunner(dims, args.loss)
             names[row] = f"{ROWS[row]} ({runners[row].attention})"
             flops[row] = step_flops(dims, vit_flops(dims) + text_flops(dims))
+        elif row in BIG_VISION_ROWS:
+            runners[row] = BigVisionRunner(
+                BIG_VISION_ROWS[row],
+                dims,
+                LEARNING_RATE,
+                WEIGHT_DECAY,
+                CLIPNORM,
+            )
+            names[row] = ROWS[row]
+            forward = (
+                2 * vit_flops(dims, out_dim=dims.width)
+                if row == "f"
+                else vit_flops(dims, dims.width) + text_flops(dims)
+            )
+            flops[row] = step_flops(dims, forward)
         else:
             runners[row], flops[row] = make_keras_row(row, dims, args.loss)
             names[row] = ROWS[row]
@@ -707,7 +761,7 @@ def main(argv=None):
 
     results = {}
     for row in args.rows:
-        backend = "torch" if row == "d" else keras_backend
+        backend = {"d": "torch", "f": "jax", "g": "jax"}.get(row, keras_backend)
         results[row] = Result(
             names[row],
             backend,
