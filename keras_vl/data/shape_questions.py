@@ -328,8 +328,9 @@ class ShapeQuestions:
 
     Examples are dicts of batches: ``"images"`` (uint8 ``[n, S, S, 3]``),
     ``"prompts"``, ``"responses"``, ``"task"`` (one of `QUESTION_TASKS`)
-    and ``"lang"`` (one of `LANGUAGES`), plus ``"labels"`` (int32 class
-    indices into `classes`). ``{"images", "prompts", "responses"}`` is what
+    and ``"lang"`` (one of `LANGUAGES`), plus, on request, ``"labels"``
+    (int32 class indices into `classes`). ``{"images", "prompts",
+    "responses"}`` is what
     `keras_vl.models.pali.PaLIPreprocessor` takes (it drops `task` and
     `lang`). The position answer names the third of the image (top,
     middle, bottom by left, center, right) that the shape's centre lies in,
@@ -421,7 +422,11 @@ class ShapeQuestions:
         return sorted(texts)
 
     def sample(
-        self, n: int, split: str = "train", seed: int | None = None
+        self,
+        n: int,
+        split: str = "train",
+        seed: int | None = None,
+        with_labels: bool = False,
     ) -> dict[str, Any]:
         """Draws `n` examples.
 
@@ -431,11 +436,12 @@ class ShapeQuestions:
             seed: int: the same `(dataset seed, split, seed)` always gives
                 the same examples; `None` continues the object's own
                 stream.
+            with_labels: bool. Also return ``"labels"``.
 
         Returns:
             A dict with ``"images"`` (uint8 ``[n, S, S, 3]``), ``"prompts"``,
-            ``"responses"``, ``"task"``, ``"lang"`` (lists of `n` str) and
-            ``"labels"`` (int32 ``[n]``).
+            ``"responses"``, ``"task"`` and ``"lang"`` (lists of `n` str),
+            plus ``"labels"`` (int32 ``[n]``) with `with_labels`.
 
         Example:
 
@@ -453,7 +459,10 @@ class ShapeQuestions:
             rng = np.random.default_rng(
                 [self.shapes_dataset.seed, _SPLITS[split], int(seed), 3]
             )
-        return self._generate(rng, ids, int(n))
+        batch = self._generate(rng, ids, int(n))
+        if not with_labels:
+            del batch["labels"]
+        return batch
 
     def as_numpy_batches(
         self,
@@ -524,8 +533,9 @@ class ShapeQuestions:
 
         def draw(index):
             batch = self._batch(split, batch_size, seed, int(index), True)
+            # tf.string wants UTF-8 bytes, not numpy unicode.
             return [
-                batch[key].astype(np.bytes_)
+                np.char.encode(batch[key], "utf-8")
                 if batch[key].dtype.kind == "U"
                 else batch[key]
                 for key in keys

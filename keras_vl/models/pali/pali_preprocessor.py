@@ -98,6 +98,14 @@ def _positive_int(value, name):
     return value
 
 
+def _first(outputs):
+    """One example's outputs from a batch of one (images are unbatched)."""
+    return {
+        key: value if key == "images" else value[0]
+        for key, value in outputs.items()
+    }
+
+
 @keras.saving.register_keras_serializable(package="keras_vl")
 class PaLIPreprocessor(Seq2SeqLMPreprocessor):
     """Turns images, prompts and responses into PaLI's encoder-decoder inputs.
@@ -373,7 +381,7 @@ class PaLIPreprocessor(Seq2SeqLMPreprocessor):
         y = ids[:, 1:]
         sample_weight = tf.cast(mask[:, 1:], "float32")
         if not batched:
-            outputs = {key: value[0] for key, value in outputs.items()}
+            outputs = _first(outputs)
             y, sample_weight = y[0], sample_weight[0]
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
 
@@ -434,7 +442,7 @@ class PaLIPreprocessor(Seq2SeqLMPreprocessor):
             start[None], tf.stack([batch_size, 1])
         )
         if not batched:
-            outputs = {key: value[0] for key, value in outputs.items()}
+            outputs = _first(outputs)
         return outputs
 
     @preprocessing_function
