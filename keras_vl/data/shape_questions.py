@@ -220,6 +220,7 @@ def all_texts(
     colors: Sequence[str] = tuple(_FRENCH_COLORS),
     shapes: Sequence[str] = tuple(_FRENCH_SHAPES),
     languages: Sequence[str] = LANGUAGES,
+    tasks: Sequence[str] = QUESTION_TASKS,
 ) -> list[str]:
     """Every distinct prompt and response the examples can contain.
 
@@ -227,6 +228,7 @@ def all_texts(
         colors: Colour names (default: all of `COLORS`).
         shapes: Shape names (default: all of `SHAPES`).
         languages: Language codes of `LANGUAGES`.
+        tasks: Tasks of `QUESTION_TASKS`.
 
     Returns:
         The strings, sorted.
@@ -234,13 +236,14 @@ def all_texts(
     Example:
 
     ```python
-    len(all_texts(["red"], ["star"], ["EN"]))  # prompts, captions, answers
+    all_texts(["red"], ["star"], ["FR"], ["vqa_color"])
+    # ["Answer in FR: de quelle couleur est la forme ?", "rouge"]
     ```
     """
     _check_names(colors, shapes, languages)
     texts = set()
     for lang in languages:
-        for task in QUESTION_TASKS:
+        for task in tasks:
             texts.add(prompt(task, lang))
             for color in colors:
                 for shape in shapes:
@@ -332,9 +335,9 @@ class ShapeQuestions:
     (int32 class indices into `classes`). ``{"images", "prompts",
     "responses"}`` is what
     `keras_vl.models.pali.PaLIPreprocessor` takes (it drops `task` and
-    `lang`). The position answer names the third of the image (top,
-    middle, bottom by left, center, right) that the shape's centre lies in,
-    with the thresholds of `ShapesDataset`'s captions.
+    `lang`). The position answer names the cell of a 3 x 3 grid over the
+    image that holds the shape's centre ("top left", ..., "center"), cut
+    where `ShapesDataset`'s captions cut it.
 
     Generation is deterministic: the same `(seed, split, sample seed)` or
     batch index always gives the same examples.
@@ -408,18 +411,7 @@ class ShapeQuestions:
         """Every distinct prompt and response these examples can contain,
         sorted (for a vocabulary, or a closed set of answers)."""
         ds = self.shapes_dataset
-        texts = set()
-        for lang in self.languages:
-            for task in self.tasks:
-                texts.add(prompt(task, lang))
-                for color in ds.colors:
-                    for shape in ds.shapes:
-                        for row in range(3):
-                            for col in range(3):
-                                texts.add(
-                                    answer(task, color, shape, lang, row, col)
-                                )
-        return sorted(texts)
+        return all_texts(ds.colors, ds.shapes, self.languages, self.tasks)
 
     def sample(
         self,

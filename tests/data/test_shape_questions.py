@@ -145,7 +145,8 @@ def test_answers_describe_the_drawn_images():
     palette = {name: COLORS[name] for name in colors}
     checked = {task: 0 for task in QUESTION_TASKS}
     for i, label in enumerate(batch["labels"]):
-        color, row, col, margin = _drawn_attributes(batch["images"][i], palette); print(margin)
+        color, row, col, margin = _drawn_attributes(batch["images"][i], palette)
+        print(margin)
         class_color, shape = data.classes[label]
         assert color == class_color
         if margin < 0.03:

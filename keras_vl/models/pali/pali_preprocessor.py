@@ -208,7 +208,7 @@ class PaLIPreprocessor(Seq2SeqLMPreprocessor):
 
     def __init__(
         self,
-        tokenizer=None,
+        tokenizer,
         encoder_sequence_length: int = 64,
         decoder_sequence_length: int = 32,
         image_size: int | tuple[int, int] | None = 224,
@@ -464,7 +464,8 @@ class PaLIPreprocessor(Seq2SeqLMPreprocessor):
         Example:
 
         ```python
-        preprocessor.generate_postprocess([[0, 37, 52, 1, 0]])  # ["rouge"]
+        # Start token, "a", "red", "star", EOS, then whatever follows.
+        preprocessor.generate_postprocess(generated_ids)  # ["a red star"]
         ```
         """
         mask = None
