@@ -40,9 +40,17 @@ test-slow: $(STAMP)
 			-p no:cacheprovider $(PYTEST_ARGS) || [ $$? -eq 5 ]; \
 	done
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[jax,tensorflow,torch,dev,bench]"
+	touch $(BENCH_STAMP)
+
 # Side-by-side benchmarks (each prints a ratio table). The train step runs
 # ViT-S/16 at 224 px with a short schedule: about 10 minutes on 2 CPUs.
-bench: $(STAMP)
+# big_vision's rows read its model code from $$BIG_VISION_PEER (default:
+# ../shared/peers/big_vision beside the checkout).
+bench: $(BENCH_STAMP)
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/render.py
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/lit_cached_features.py
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/train_step.py \
