@@ -77,6 +77,9 @@ class MT5Attention(keras.layers.Layer):
         dropout: float = 0.0,
         **kwargs,
     ):
+        # The float32 bias must not be cast to the compute dtype; the
+        # dense layers cast their own inputs.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
@@ -208,6 +211,8 @@ class MT5Block(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-6,
         **kwargs,
     ):
+        # The float32 biases pass through untouched (see `MT5Attention`).
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.intermediate_dim = intermediate_dim
