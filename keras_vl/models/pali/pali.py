@@ -446,7 +446,8 @@ class PaLI(Seq2SeqLM):
                 "`max_length` must be a positive int. Received: "
                 f"max_length={max_length!r}"
             )
-        if self.preprocessor is None:
+        if self.preprocessor is None and not hasattr(inputs, "element_spec"):
+            # One batch of model inputs (a tf.data.Dataset passes as is).
             inputs = self._model_ready(inputs, max_length)
         return super().generate(
             inputs,

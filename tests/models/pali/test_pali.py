@@ -251,3 +251,67 @@ def test_prompt_too_long(model):
     x = prompts_of(tiny_inputs(prompt=12))
     with pytest.raises(ValueError, match="max_encoder_length"):
         model.generate(x, max_length=MAX_LENGTH, stop_token_ids=None)
+
+
+class StandInPreprocessor(keras_hub.models.Preprocessor):
+    """The smallest preprocessor `generate` needs: byte-level prompts, the
+    start token 0 padded to the output length, bytes back to strings."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = keras_hub.tokenizers.ByteTokenizer()
+
+    def generate_preprocess(self, x, sequence_length=None):
+        rows = [list(prompt.encode()) for prompt in x["prompts"]]
+        length = max(map(len, rows))
+        ids = np.array([r + [0] * (length - len(r)) for r in rows], "int32")
+        decoder = np.zeros((len(rows), sequence_length), "int32")
+        return {
+            "images": x["images"],
+            "encoder_token_ids": ids,
+            "encoder_padding_mask": np.array(
+                [[i < len(r) for i in range(length)] for r in rows]
+            ),
+            "decoder_token_ids": decoder,
+            "decoder_padding_mask": np.arange(sequence_length)[None]
+            < np.ones((len(rows), 1)),
+        }
+
+    def generate_postprocess(self, x):
+        ids = keras.ops.convert_to_numpy(x["decoder_token_ids"])
+        mask = keras.ops.convert_to_numpy(x["decoder_padding_mask"])
+        return [
+            self.tokenizer.detokenize(row[1:][valid[1:]].tolist())
+            for row, valid in zip(ids, mask, strict=True)
+        ]
+
+
+def test_generate_returns_strings_through_a_preprocessor():
+    keras.utils.set_random_seed(1)
+    backbone = PaLIBackbone(tiny_vision(), tiny_language(vocabulary_size=260))
+    model = PaLI(backbone, preprocessor=StandInPreprocessor())
+    model.compile(sampler="greedy")
+    images = tiny_inputs()["images"]
+    prompts = ["caption en", "vqa"]
+    texts = model.generate(
+        {"images": images, "prompts": prompts},
+        max_length=MAX_LENGTH,
+        stop_token_ids=None,
+    )
+    assert isinstance(texts, list) and len(texts) == 2
+    assert all(isinstance(t, str) for t in texts)
+    # The same as decoding model-ready inputs without the preprocessor.
+    model.preprocessor = None
+    tokenizer = keras_hub.tokenizers.ByteTokenizer()
+    for row, prompt in enumerate(prompts):
+        ids = np.frombuffer(prompt.encode(), np.uint8).astype("int32")[None]
+        out = model.generate(
+            {
+                "images": images[row : row + 1],
+                "encoder_token_ids": ids,
+                "encoder_padding_mask": np.ones_like(ids, bool),
+            },
+            max_length=MAX_LENGTH,
+            stop_token_ids=None,
+        )["decoder_token_ids"]
+        assert texts[row] == tokenizer.detokenize(out[0, 1:].tolist())
