@@ -18,7 +18,7 @@ from pali_fixtures import (
     tiny_vision,
 )
 
-from keras_vl.models import PaLIBackbone
+from keras_vl.models import PaLIBackbone, PaLILanguageModel
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,27 @@ class PaLIBackboneContractTest(ContractTestCase):
                 ),
                 "decoder_sequence_output": (2, RESPONSE, WIDTH),
             },
+            # Quantization is checked on the language model below and on
+            # the ViT in its own tests; the projection adds nothing new.
             run_quantization_check=False,
+        )
+
+
+class PaLILanguageModelContractTest(ContractTestCase):
+    def test_backbone_contract(self):
+        x = tiny_inputs()
+        x.pop("images")
+        init_kwargs = tiny_language().get_config()
+        for key in ("name", "trainable", "dtype"):
+            init_kwargs.pop(key)
+        self.run_backbone_contract(
+            PaLILanguageModel,
+            init_kwargs,
+            x,
+            {
+                "encoder_sequence_output": (2, PROMPT, WIDTH),
+                "decoder_sequence_output": (2, RESPONSE, WIDTH),
+            },
         )
 
 
