@@ -1,4 +1,4 @@
-"""Converts a Hugging Face SigLIP or CLIP checkpoint into a keras_vl preset.
+"""Converts a Hugging Face SigLIP, CLIP or mT5 checkpoint to a keras_vl preset.
 
 Usage:
 
@@ -7,7 +7,9 @@ Usage:
 
 `--source` is a `save_pretrained` folder (config.json + weights) or a single
 `.safetensors` / `.bin` state dict (then `--config` or a `config.json` next
-to it gives the config). Nothing is downloaded.
+to it gives the config). Nothing is downloaded. `--model mt5` converts an
+`MT5ForConditionalGeneration` into PaLI's language model
+(`PaLILanguageModel`), for `PaLI.from_parts(language=...)`.
 """
 
 import argparse

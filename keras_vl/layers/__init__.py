@@ -5,6 +5,7 @@ from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.moe_router import MoeRouter
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
+from keras_vl.layers.rms_norm import RMSNorm
 from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.layers.text_renderer import TextRenderer, render_text
 from keras_vl.layers.transformer_encoder import (
@@ -21,6 +22,7 @@ __all__ = [
     "MoeRouter",
     "PatchEmbedding",
     "PositionEmbedding",
+    "RMSNorm",
     "SparseMoeMlp",
     "TextRenderer",
     "TransformerEncoder",

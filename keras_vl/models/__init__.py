@@ -11,6 +11,9 @@ from keras_vl.models.lit.lit import LiT
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 from keras_vl.models.lit.text_transformer import TextTransformer
+from keras_vl.models.pali.pali import PaLI
+from keras_vl.models.pali.pali_backbone import PaLIBackbone
+from keras_vl.models.pali.pali_language_model import PaLILanguageModel
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 __all__ = [
@@ -24,6 +27,9 @@ __all__ = [
     "LiT",
     "LiTBackbone",
     "LiTPreprocessor",
+    "PaLI",
+    "PaLIBackbone",
+    "PaLILanguageModel",
     "TextTransformer",
     "ViTBackbone",
 ]

@@ -20,6 +20,7 @@ from keras_vl.models.lit.lit_huggingface_convert import (
 from keras_vl.models.lit.lit_vision_transformer_convert import (
     convert_vision_transformer_lit,
 )
+from keras_vl.models.pali.pali_convert import convert_mt5
 from keras_vl.models.vit.vit_convert import convert_vit
 
 # `--model` of the big_vision converter: which model the npz holds.
@@ -33,6 +34,7 @@ BIG_VISION_CONVERTERS: dict[str, Callable[..., Any]] = {
 HUGGINGFACE_CONVERTERS: dict[str, Callable[..., Any]] = {
     "siglip": convert_siglip,
     "clip": convert_clip,
+    "mt5": convert_mt5,
 }
 
 

@@ -1,0 +1,725 @@
+"""PaLI's language model: an mT5 encoder-decoder that takes embeddings.
+
+mT5 (Xue et al., 2021) as PaLI uses it: the encoder reads a sequence of
+input *embeddings* (PaLI puts projected image tokens in front of the
+embedded prompt), the decoder reads token ids and attends to the encoder
+output. mT5's details, kept exactly:
+
+- bucketed relative position bias (32 buckets, max distance 128),
+  bidirectional in the encoder and causal in the decoder, computed once
+  per stack and shared by all its layers; none in cross-attention;
+- RMS layer norm (no mean, no bias) computed in float32, before each
+  sub-block and after each stack;
+- gated-GELU feed-forward with GELU's tanh approximation;
+- no scaling of the attention scores (folded into the initialisation);
+- separate encoder and decoder depths, one token embedding shared by both,
+  and an untied output projection whose logits are not rescaled.
+
+keras-hub's T5 layers do not take embeddings and compute their norm and
+softmax in the compute dtype, so the stacks are written here; the bucket
+formula is keras-hub's.
+"""
+
+import keras
+from keras import ops
+from keras_hub.models import Backbone
+from keras_hub.src.models.t5.t5_multi_head_attention import (
+    T5MultiHeadAttention,
+)
+
+from keras_vl.layers import RMSNorm
+
+# Added to the scores of masked positions (in float32).
+MASK_VALUE = -1e9
+
+
+def _normal(stddev: float) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class MT5Attention(keras.layers.Layer):
+    """mT5 multi-head attention, self or cross, with a key/value cache.
+
+    Scores are not scaled by `1 / sqrt(head_dim)` (mT5 folds that into the
+    query initialisation); the position bias and mask arrive as one float32
+    `bias` added to the scores, and the softmax runs in float32.
+
+    Three ways to get keys and values:
+
+    - no `cache`: projected from `key_value_states` (or the inputs);
+    - `cache` and `cache_index`: projected from the inputs and written into
+      the cache at `cache_index` (decoder self-attention during generation,
+      or filling a cross-attention cache with index 0);
+    - `cache` without `cache_index`: read from the cache as it is (the
+      encoder's keys and values, projected once per input).
+
+    Args:
+        hidden_dim: Width of the inputs and outputs.
+        num_heads: Number of heads.
+        key_value_dim: Width of each head.
+        dropout: Dropout rate on the attention weights.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    ```python
+    attention = MT5Attention(hidden_dim=32, num_heads=4, key_value_dim=8)
+    y, _ = attention(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        num_heads: int,
+        key_value_dim: int,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
+        # The float32 bias must not be cast to the compute dtype; the
+        # dense layers cast their own inputs.
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.key_value_dim = key_value_dim
+        self.dropout = dropout
+        inner = num_heads * key_value_dim
+        dense = dict(use_bias=False, dtype=self.dtype_policy)
+        self.query = keras.layers.Dense(
+            inner,
+            kernel_initializer=_normal((hidden_dim * key_value_dim) ** -0.5),
+            name="query",
+            **dense,
+        )
+        self.key = keras.layers.Dense(
+            inner,
+            kernel_initializer=_normal(hidden_dim**-0.5),
+            name="key",
+            **dense,
+        )
+        self.value = keras.layers.Dense(
+            inner,
+            kernel_initializer=_normal(hidden_dim**-0.5),
+            name="value",
+            **dense,
+        )
+        self.output_dense = keras.layers.Dense(
+            hidden_dim,
+            kernel_initializer=_normal(inner**-0.5),
+            name="output",
+            **dense,
+        )
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape, key_value_shape=None):
+        self.query.build(input_shape)
+        self.key.build(key_value_shape or input_shape)
+        self.value.build(key_value_shape or input_shape)
+        self.output_dense.build(
+            (None, None, self.num_heads * self.key_value_dim)
+        )
+
+    def _heads(self, x):
+        batch_size = ops.shape(x)[0]
+        return ops.reshape(
+            x, (batch_size, -1, self.num_heads, self.key_value_dim)
+        )
+
+    def call(
+        self,
+        inputs,
+        key_value_states=None,
+        bias=None,
+        cache=None,
+        cache_index=None,
+        training=None,
+    ):
+        source = inputs if key_value_states is None else key_value_states
+        query = self._heads(self.query(inputs))
+        if cache is not None and cache_index is None:
+            key, value = cache[:, 0], cache[:, 1]
+        else:
+            key = self._heads(self.key(source))
+            value = self._heads(self.value(source))
+            if cache is not None:
+                start = [0, cache_index, 0, 0]
+                key = ops.slice_update(cache[:, 0], start, key)
+                value = ops.slice_update(cache[:, 1], start, value)
+                cache = ops.stack([key, value], axis=1)
+        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
+        scores = ops.cast(scores, "float32")
+        if bias is not None:
+            scores = scores + bias
+        weights = ops.softmax(scores, axis=-1)
+        weights = self.dropout_layer(weights, training=training)
+        weights = ops.cast(weights, self.compute_dtype)
+        x = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+        batch_size = ops.shape(x)[0]
+        x = ops.reshape(
+            x, (batch_size, -1, self.num_heads * self.key_value_dim)
+        )
+        return self.output_dense(x), cache
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "key_value_dim": self.key_value_dim,
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class MT5Block(keras.layers.Layer):
+    """One mT5 layer: self-attention, cross-attention (decoder only) and a
+    gated-GELU feed-forward, each pre-normed and residual.
+
+    Args:
+        hidden_dim: Model width.
+        intermediate_dim: Width of the feed-forward's hidden layer.
+        num_heads: Attention heads.
+        key_value_dim: Width of each head.
+        is_decoder: Whether to add cross-attention over the encoder output.
+        dropout: Dropout rate.
+        layer_norm_epsilon: Epsilon of the RMS norms.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    ```python
+    block = MT5Block(32, 64, num_heads=4, key_value_dim=8)
+    y, _, _ = block(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        intermediate_dim: int,
+        num_heads: int,
+        key_value_dim: int,
+        is_decoder: bool = False,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-6,
+        **kwargs,
+    ):
+        # The float32 biases pass through untouched (see `MT5Attention`).
+        kwargs.setdefault("autocast", False)
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.key_value_dim = key_value_dim
+        self.is_decoder = is_decoder
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        policy = self.dtype_policy
+
+        def norm(name):
+            return RMSNorm(layer_norm_epsilon, dtype=policy, name=name)
+
+        def attention(name):
+            return MT5Attention(
+                hidden_dim,
+                num_heads,
+                key_value_dim,
+                dropout,
+                dtype=policy,
+                name=name,
+            )
+
+        self.self_attention_norm = norm("self_attention_norm")
+        self.self_attention = attention("self_attention")
+        if is_decoder:
+            self.cross_attention_norm = norm("cross_attention_norm")
+            self.cross_attention = attention("cross_attention")
+        self.mlp_norm = norm("mlp_norm")
+        dense = dict(use_bias=False, dtype=policy)
+        self.mlp_gate = keras.layers.Dense(
+            intermediate_dim,
+            kernel_initializer=_normal(hidden_dim**-0.5),
+            name="mlp_gate",
+            **dense,
+        )
+        self.mlp_linear = keras.layers.Dense(
+            intermediate_dim,
+            kernel_initializer=_normal(hidden_dim**-0.5),
+            name="mlp_linear",
+            **dense,
+        )
+        self.mlp_output = keras.layers.Dense(
+            hidden_dim,
+            kernel_initializer=_normal(intermediate_dim**-0.5),
+            name="mlp_output",
+            **dense,
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
+
+    def build(self, input_shape, encoder_shape=None):
+        width = (None, None, self.hidden_dim)
+        for layer in (self.self_attention_norm, self.mlp_norm):
+            layer.build(width)
+        self.self_attention.build(width)
+        if self.is_decoder:
+            self.cross_attention_norm.build(width)
+            self.cross_attention.build(width, width)
+        self.mlp_gate.build(width)
+        self.mlp_linear.build(width)
+        self.mlp_output.build((None, None, self.intermediate_dim))
+
+    def call(
+        self,
+        inputs,
+        self_attention_bias=None,
+        encoder_outputs=None,
+        cross_attention_bias=None,
+        self_attention_cache=None,
+        self_attention_cache_index=None,
+        cross_attention_cache=None,
+        cross_attention_cache_index=None,
+        training=None,
+    ):
+        x = inputs
+        y, self_attention_cache = self.self_attention(
+            self.self_attention_norm(x),
+            bias=self_attention_bias,
+            cache=self_attention_cache,
+            cache_index=self_attention_cache_index,
+            training=training,
+        )
+        x = x + self.dropout_layer(y, training=training)
+        if self.is_decoder:
+            y, cross_attention_cache = self.cross_attention(
+                self.cross_attention_norm(x),
+                key_value_states=encoder_outputs,
+                bias=cross_attention_bias,
+                cache=cross_attention_cache,
+                cache_index=cross_attention_cache_index,
+                training=training,
+            )
+            x = x + self.dropout_layer(y, training=training)
+        y = self.mlp_norm(x)
+        y = ops.gelu(self.mlp_gate(y), approximate=True) * self.mlp_linear(y)
+        y = self.dropout_layer(y, training=training)
+        y = self.mlp_output(y)
+        x = x + self.dropout_layer(y, training=training)
+        return x, self_attention_cache, cross_attention_cache
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "key_value_dim": self.key_value_dim,
+                "is_decoder": self.is_decoder,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class MT5Stack(keras.layers.Layer):
+    """A stack of `MT5Block`s with its relative position bias and final norm.
+
+    The encoder stack takes embeddings `[B, T, D]` and a padding mask; the
+    decoder stack also takes the encoder output and its padding mask, and
+    masks causally. The first layer's relative position bias table belongs
+    to the stack: the bias is computed once and shared by every layer.
+
+    With caches (decoder only; `[B, num_layers, 2, T, heads, head_dim]`),
+    the inputs are the tokens at `self_attention_cache_index` onwards and
+    the call returns `(outputs, self_attention_cache,
+    cross_attention_cache)`; `cross_attention_cache_index=0` fills the
+    cross-attention cache from `encoder_outputs`, `None` reuses it.
+
+    Args:
+        num_layers: Depth.
+        hidden_dim: Model width.
+        intermediate_dim: Feed-forward hidden width.
+        num_heads: Attention heads.
+        key_value_dim: Width of each head.
+        is_decoder: Decoder (causal, with cross-attention) or encoder.
+        dropout: Dropout rate.
+        layer_norm_epsilon: Epsilon of the RMS norms.
+        num_buckets: Relative position buckets.
+        max_distance: Distance from which all positions share a bucket.
+        **kwargs: Standard layer arguments.
+
+    Example:
+
+    ```python
+    encoder = MT5Stack(2, 32, 64, num_heads=4, key_value_dim=8)
+    y = encoder(np.ones((2, 5, 32), "float32"))  # (2, 5, 32)
+    ```
+    """
+
+    def __init__(
+        self,
+        num_layers: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        num_heads: int,
+        key_value_dim: int,
+        is_decoder: bool = False,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-6,
+        num_buckets: int = 32,
+        max_distance: int = 128,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.key_value_dim = key_value_dim
+        self.is_decoder = is_decoder
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.blocks = [
+            MT5Block(
+                hidden_dim,
+                intermediate_dim,
+                num_heads,
+                key_value_dim,
+                is_decoder=is_decoder,
+                dropout=dropout,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name=f"block_{i}",
+            )
+            for i in range(num_layers)
+        ]
+        self.final_norm = RMSNorm(
+            layer_norm_epsilon, dtype=self.dtype_policy, name="final_norm"
+        )
+        self.dropout_layer = keras.layers.Dropout(
+            dropout, dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape, *args, **kwargs):
+        self.relative_attention_bias = self.add_weight(
+            name="relative_attention_bias",
+            shape=(self.num_buckets, self.num_heads),
+            initializer=_normal(self.hidden_dim**-0.5),
+        )
+        for block in self.blocks:
+            block.build((None, None, self.hidden_dim))
+        self.final_norm.build((None, None, self.hidden_dim))
+
+    def position_bias(self, query_length, key_length, query_offset=0):
+        """Relative position bias `[1, heads, query, key]` in float32, for
+        queries starting at position `query_offset`."""
+        queries = ops.arange(query_length)[:, None] + query_offset
+        keys = ops.arange(key_length)[None, :]
+        buckets = T5MultiHeadAttention._relative_position_bucket(
+            ops.cast(keys - queries, "int32"),
+            bidirectional=not self.is_decoder,
+            num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
+        )
+        bias = ops.take(
+            ops.cast(self.relative_attention_bias, "float32"), buckets, axis=0
+        )
+        return ops.expand_dims(ops.transpose(bias, (2, 0, 1)), 0)
+
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        encoder_outputs=None,
+        encoder_padding_mask=None,
+        self_attention_cache=None,
+        self_attention_cache_index=None,
+        cross_attention_cache=None,
+        cross_attention_cache_index=None,
+        training=None,
+    ):
+        query_length = ops.shape(inputs)[1]
+        cached = self_attention_cache is not None
+        if cached and not self.is_decoder:
+            raise ValueError("Only a decoder stack takes caches.")
+        key_length = (
+            ops.shape(self_attention_cache)[3] if cached else query_length
+        )
+        offset = self_attention_cache_index if cached else 0
+        bias = self.position_bias(query_length, key_length, offset)
+        visible = None
+        if self.is_decoder:
+            queries = ops.arange(query_length)[:, None] + offset
+            visible = ops.arange(key_length)[None, :] <= queries
+            visible = visible[None]
+        if padding_mask is not None and not cached:
+            keys = ops.cast(padding_mask, "bool")[:, None, :]
+            visible = keys if visible is None else visible & keys
+        if visible is not None:
+            bias = bias + ops.where(visible, 0.0, MASK_VALUE)[:, None]
+        cross_bias = None
+        if encoder_padding_mask is not None:
+            keys = ops.cast(encoder_padding_mask, "bool")
+            cross_bias = ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
+
+        x = self.dropout_layer(inputs, training=training)
+        self_caches, cross_caches = [], []
+        for i, block in enumerate(self.blocks):
+            x, self_cache, cross_cache = block(
+                x,
+                self_attention_bias=bias,
+                encoder_outputs=encoder_outputs,
+                cross_attention_bias=cross_bias,
+                self_attention_cache=(
+                    self_attention_cache[:, i] if cached else None
+                ),
+                self_attention_cache_index=self_attention_cache_index,
+                cross_attention_cache=(
+                    None
+                    if cross_attention_cache is None
+                    else cross_attention_cache[:, i]
+                ),
+                cross_attention_cache_index=cross_attention_cache_index,
+                training=training,
+            )
+            self_caches.append(self_cache)
+            cross_caches.append(cross_cache)
+        x = self.final_norm(x)
+        x = self.dropout_layer(x, training=training)
+        if not cached:
+            return x
+        if cross_attention_cache is not None:
+            if cross_attention_cache_index is not None:
+                cross_attention_cache = ops.stack(cross_caches, axis=1)
+        return x, ops.stack(self_caches, axis=1), cross_attention_cache
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        if kwargs.get("self_attention_cache") is not None:
+            return super().compute_output_spec(inputs, *args, **kwargs)
+        return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "key_value_dim": self.key_value_dim,
+                "is_decoder": self.is_decoder,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "num_buckets": self.num_buckets,
+                "max_distance": self.max_distance,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vl")
+class PaLILanguageModel(Backbone):
+    """mT5's encoder-decoder, the language half of PaLI.
+
+    As a model it maps token ids to the encoder's and decoder's last hidden
+    states (keras-hub's `T5Backbone` inputs and outputs); PaLI instead calls
+    its parts: `token_embedding`, `encoder` (which takes any embeddings,
+    such as image tokens followed by the embedded prompt), `decoder` (with
+    key/value caches for generation) and `lm_head`, the untied output
+    projection to vocabulary logits.
+
+    Args:
+        vocabulary_size: Size of the token embedding and of the logits.
+        hidden_dim: Model width (`d_model`).
+        intermediate_dim: Feed-forward hidden width (`d_ff`).
+        num_heads: Attention heads.
+        key_value_dim: Width of each head (`d_kv`); defaults to
+            `hidden_dim // num_heads`.
+        num_encoder_layers: Encoder depth.
+        num_decoder_layers: Decoder depth; defaults to the encoder's.
+        dropout: Dropout rate (mT5: 0.1 in pre-training).
+        layer_norm_epsilon: Epsilon of the RMS norms.
+        relative_attention_num_buckets: Relative position buckets.
+        relative_attention_max_distance: Distance from which all relative
+            positions share a bucket.
+        dtype: Dtype or dtype policy of the layers.
+        **kwargs: Standard `Backbone` arguments.
+
+    Example:
+
+    ```python
+    language = PaLILanguageModel(
+        vocabulary_size=250_112, hidden_dim=512, intermediate_dim=1024,
+        num_heads=6, key_value_dim=64, num_encoder_layers=8,
+    )  # mT5-small
+    outputs = language({
+        "encoder_token_ids": np.ones((1, 8), "int32"),
+        "encoder_padding_mask": np.ones((1, 8), bool),
+        "decoder_token_ids": np.zeros((1, 4), "int32"),
+        "decoder_padding_mask": np.ones((1, 4), bool),
+    })
+    logits = language.lm_head(outputs["decoder_sequence_output"])
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size: int,
+        hidden_dim: int,
+        intermediate_dim: int,
+        num_heads: int,
+        key_value_dim: int | None = None,
+        num_encoder_layers: int = 8,
+        num_decoder_layers: int | None = None,
+        dropout: float = 0.0,
+        layer_norm_epsilon: float = 1e-6,
+        relative_attention_num_buckets: int = 32,
+        relative_attention_max_distance: int = 128,
+        dtype=None,
+        **kwargs,
+    ):
+        for name, value in (
+            ("vocabulary_size", vocabulary_size),
+            ("hidden_dim", hidden_dim),
+            ("intermediate_dim", intermediate_dim),
+            ("num_heads", num_heads),
+            ("num_encoder_layers", num_encoder_layers),
+        ):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"`{name}` must be a positive int. Received: "
+                    f"{name}={value!r}"
+                )
+        if key_value_dim is None:
+            if hidden_dim % num_heads:
+                raise ValueError(
+                    f"`num_heads` ({num_heads}) must divide `hidden_dim` "
+                    f"({hidden_dim}) unless `key_value_dim` is given."
+                )
+            key_value_dim = hidden_dim // num_heads
+        if num_decoder_layers is None:
+            num_decoder_layers = num_encoder_layers
+        stack = dict(
+            hidden_dim=hidden_dim,
+            intermediate_dim=intermediate_dim,
+            num_heads=num_heads,
+            key_value_dim=key_value_dim,
+            dropout=dropout,
+            layer_norm_epsilon=layer_norm_epsilon,
+            num_buckets=relative_attention_num_buckets,
+            max_distance=relative_attention_max_distance,
+            dtype=dtype,
+        )
+
+        # === Layers ===
+        self.token_embedding = keras.layers.Embedding(
+            vocabulary_size,
+            hidden_dim,
+            embeddings_initializer=_normal(1.0),
+            dtype=dtype,
+            name="token_embedding",
+        )
+        self.encoder = MT5Stack(
+            num_encoder_layers, is_decoder=False, name="encoder", **stack
+        )
+        self.decoder = MT5Stack(
+            num_decoder_layers, is_decoder=True, name="decoder", **stack
+        )
+        self.lm_head = keras.layers.Dense(
+            vocabulary_size,
+            use_bias=False,
+            kernel_initializer=_normal(hidden_dim**-0.5),
+            dtype=dtype,
+            name="lm_head",
+        )
+
+        # === Functional Model ===
+        encoder_token_ids = keras.Input(
+            shape=(None,), dtype="int32", name="encoder_token_ids"
+        )
+        encoder_padding_mask = keras.Input(
+            shape=(None,), dtype="bool", name="encoder_padding_mask"
+        )
+        decoder_token_ids = keras.Input(
+            shape=(None,), dtype="int32", name="decoder_token_ids"
+        )
+        decoder_padding_mask = keras.Input(
+            shape=(None,), dtype="bool", name="decoder_padding_mask"
+        )
+        encoded = self.encoder(
+            self.token_embedding(encoder_token_ids),
+            padding_mask=encoder_padding_mask,
+        )
+        decoded = self.decoder(
+            self.token_embedding(decoder_token_ids),
+            padding_mask=decoder_padding_mask,
+            encoder_outputs=encoded,
+            encoder_padding_mask=encoder_padding_mask,
+        )
+        # The head is applied by the task; build it so that presets hold it.
+        self.lm_head.build((None, None, hidden_dim))
+        super().__init__(
+            inputs={
+                "encoder_token_ids": encoder_token_ids,
+                "encoder_padding_mask": encoder_padding_mask,
+                "decoder_token_ids": decoder_token_ids,
+                "decoder_padding_mask": decoder_padding_mask,
+            },
+            outputs={
+                "encoder_sequence_output": encoded,
+                "decoder_sequence_output": decoded,
+            },
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.key_value_dim = key_value_dim
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.dropout = dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.relative_attention_num_buckets = relative_attention_num_buckets
+        self.relative_attention_max_distance = relative_attention_max_distance
+
+    def logits(self, hidden_states):
+        """Vocabulary logits of decoder states (the untied `lm_head`)."""
+        return self.lm_head(hidden_states)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "num_heads": self.num_heads,
+                "key_value_dim": self.key_value_dim,
+                "num_encoder_layers": self.num_encoder_layers,
+                "num_decoder_layers": self.num_decoder_layers,
+                "dropout": self.dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "relative_attention_num_buckets": (
+                    self.relative_attention_num_buckets
+                ),
+                "relative_attention_max_distance": (
+                    self.relative_attention_max_distance
+                ),
+            }
+        )
+        return config
