@@ -14,6 +14,7 @@ from keras_vl.models.lit.text_transformer import TextTransformer
 from keras_vl.models.pali.pali import PaLI
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
+from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PaLI",
     "PaLIBackbone",
     "PaLILanguageModel",
+    "PaLIPreprocessor",
     "TextTransformer",
     "ViTBackbone",
 ]

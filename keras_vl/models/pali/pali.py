@@ -15,6 +15,7 @@ from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
+from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 # mT5 starts decoding from, and pads with, token 0.
@@ -113,7 +114,7 @@ class PaLI(Seq2SeqLM):
     """
 
     backbone_cls = PaLIBackbone
-    preprocessor_cls = None
+    preprocessor_cls = PaLIPreprocessor
 
     def __init__(
         self,

@@ -9,10 +9,10 @@ import re
 
 import keras
 from keras_hub.models import Seq2SeqLMPreprocessor
-from keras_hub.src.utils.python_utils import classproperty
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 from keras_hub.tokenizers import T5Tokenizer
 
+from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.preprocessing import resized_pixels, special_token_id
 from keras_vl.ops import pair
 
@@ -200,11 +200,7 @@ class PaLIPreprocessor(Seq2SeqLMPreprocessor):
 
     tokenizer_cls = T5Tokenizer
 
-    @classproperty
-    def backbone_cls(cls):
-        # The backbone registers itself with Keras when its module loads;
-        # looking it up by name keeps this module free of the import.
-        return keras.saving.get_registered_object("keras_vl>PaLIBackbone")
+    backbone_cls = PaLIBackbone
 
     def __init__(
         self,
