@@ -14,9 +14,8 @@ float32 weights, softmax, norm statistics and loss):
 - `LIMoE B/16 E=8`: `keras_vl.models.LIMoE` with a ViT-B/16-sized shared
   encoder, 8 experts in every other block, top-1, capacity factor 1.0,
   image and text tokens routed jointly, trained with `model.fit`.
-- `PaLI decode`: cached greedy decoding tokens/s of `keras_vl.models.PaLI`,
-  when the model family is installed (skipped with a printed reason
-  otherwise).
+- `PaLI decode`: cached greedy decoding tokens/s of `keras_vl.models.PaLI`
+  (not implemented yet: the row prints that it is skipped).
 
 - `big_vision ...`: the papers' own Flax models of the same sizes (CLIPPO
   `one_tower`, LiT/SigLIP `two_towers`) with `dtype_mm="bfloat16"`, in a
@@ -26,12 +25,16 @@ float32 weights, softmax, norm statistics and loss):
 - `LiT B/16 (uu)`: `keras_vl.models.LiT`, ViT-B/16 + big_vision's text
   transformer, both towers trained, through `fit`.
 
-Each training row runs `--warmup` steps (compilation included, dropped), then
-`--steps` steps timed from batch begin to batch end by a callback that blocks
-on the loss; the median is reported. Model FLOPs are matmul FLOPs counted
-analytically (2 per multiply-add; backward = 2 x forward; attention
-`4 N^2 D` per block; router, renderer and optimizer not counted), so MFU is
-model FLOPs/s / the measured bf16 ceiling, the usual definition.
+Every row runs in a fresh Python process of its own (the script calls itself
+with `--row`), so no row inherits the device memory or compiled programs of
+another: in one shared process, rows measured after the first ran up to 2x
+slower. Each training row runs `--warmup` steps (compilation included,
+dropped), then `--steps` steps timed from batch begin to batch end by a
+callback that blocks on the loss; the median is reported. Model FLOPs are
+matmul FLOPs counted analytically (2 per multiply-add; backward = 2 x
+forward; attention `4 N^2 D` per block; router, renderer and optimizer not
+counted), so MFU is model FLOPs/s / the measured bf16 ceiling, the usual
+definition.
 
 Writes `--output` (JSON) and prints a table. `--quick` runs tiny configs on
 whatever device JAX sees (CI runs it on CPU to keep the script working).
@@ -49,6 +52,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -265,57 +270,111 @@ def limoe_row(config: Config) -> tuple[FitRunner, float]:
 
 
 def pali_row(quick: bool) -> dict:
-    try:
-        from keras_vl.models import PaLI  # noqa: F401
-    except ImportError:
-        return {"skipped": "keras_vl.models.PaLI is not available"}
-    return {"skipped": "PaLI decode row not wired yet"}
+    return {"skipped": "the PaLI decode row is not implemented yet"}
 
 
-def main(argv=None) -> dict:
+ROWS = {
+    "clippo": ("CLIPPO B/16", clippo_row),
+    "big_vision_clippo": (
+        "big_vision CLIPPO B/16",
+        big_vision_row("one_tower"),
+    ),
+    "lit": ("LiT B/16 (uu)", lit_row),
+    "big_vision_two_tower": (
+        "big_vision two-tower B/16",
+        big_vision_row("two_towers"),
+    ),
+    "limoe": ("LIMoE B/16 E={num_experts}", limoe_row),
+}
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--output", default="gpu_benchmark.json")
+    parser.add_argument(
+        "--row",
+        choices=("device", *ROWS),
+        help="Measure one row in this process (the default runs every row "
+        "in a fresh process of its own).",
+    )
     args = parser.parse_args(argv)
+    args.config = QUICK if args.quick else FULL
+    if args.batch_size:
+        args.config = dataclasses.replace(
+            args.config, batch_size=args.batch_size
+        )
+    args.warmup = args.warmup or (1 if args.quick else 3)
+    args.steps = args.steps or (2 if args.quick else 10)
+    return args
 
+
+def measure_row(args) -> dict:
+    """One row, in this process: the device and its bf16 ceiling, or one
+    model's step time."""
     import jax
 
-    config = QUICK if args.quick else FULL
-    if args.batch_size:
-        config = dataclasses.replace(config, batch_size=args.batch_size)
-    warmup = args.warmup or (1 if args.quick else 3)
-    steps = args.steps or (2 if args.quick else 10)
-    device = jax.devices()[0]
+    if args.row == "device":
+        device = jax.devices()[0]
+        n = 256 if args.quick else 8192
+        return {
+            "device": device.device_kind,
+            "platform": device.platform,
+            "versions": f"jax {jax.__version__}, keras {keras.__version__}, "
+            f"python {platform.python_version()}",
+            "ceiling_n": n,
+            "bf16_ceiling": matmul_ceiling(n, "bfloat16"),
+        }
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    ceiling_n = 256 if args.quick else 8192
-    ceiling = matmul_ceiling(ceiling_n, "bfloat16")
-    print(
-        f"device: {device.device_kind} ({device.platform}); "
-        f"jax {jax.__version__}, keras {keras.__version__}, "
-        f"python {platform.python_version()}"
+    runner, flops = ROWS[args.row][1](args.config)
+    runner.run(args.warmup)
+    step_s = statistics.median(runner.run(args.steps))
+    return {"step_s": step_s, "flops": flops}
+
+
+def measure_in_subprocess(argv: list[str], row: str) -> dict:
+    """Runs `--row row` in a fresh Python process, so no row inherits the
+    device memory, compiled programs or allocator state of another."""
+    command = [sys.executable, __file__, *argv, "--row", row]
+    result = subprocess.run(command, capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("ROW "):
+            return json.loads(line[4:])
+    raise RuntimeError(
+        f"row {row!r} failed (exit {result.returncode}):\n"
+        + result.stderr[-3000:]
     )
-    print(f"bf16 matmul ceiling ({ceiling_n}^3): {ceiling / 1e12:.1f} TFLOP/s")
-    builders = {
-        "CLIPPO B/16": clippo_row,
-        "big_vision CLIPPO B/16": big_vision_row("one_tower"),
-        "LiT B/16 (uu)": lit_row,
-        "big_vision two-tower B/16": big_vision_row("two_towers"),
-        f"LIMoE B/16 E={config.num_experts}": limoe_row,
-    }
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.row:
+        print("ROW " + json.dumps(measure_row(args)), flush=True)
+        return {}
+    config, warmup, steps = args.config, args.warmup, args.steps
+    device = measure_in_subprocess(argv, "device")
+    ceiling = device["bf16_ceiling"]
+    print(f"device: {device['device']} ({device['platform']}); ")
+    print(
+        f"{device['versions']}\nbf16 matmul ceiling "
+        f"({device['ceiling_n']}^3): {ceiling / 1e12:.1f} TFLOP/s"
+    )
+    keys = list(ROWS)
     _, why = import_big_vision()
     if why:
         print(f"big_vision rows left out: {why}")
-        builders = {k: v for k, v in builders.items() if "big_vision" not in k}
+        keys = [k for k in keys if not k.startswith("big_vision")]
     rows = {}
-    for name, build in builders.items():
+    for key in keys:
+        name = ROWS[key][0].format(num_experts=config.num_experts)
         if args.quick:
             name = name.replace("B/16", "tiny")
-        runner, flops = build(config)
-        runner.run(warmup)
-        step_s = statistics.median(runner.run(steps))
+        measured = measure_in_subprocess(argv, key)
+        step_s, flops = measured["step_s"], measured["flops"]
         rows[name] = {
             "step_ms": 1e3 * step_s,
             "pairs_per_s": config.batch_size / step_s,
@@ -323,8 +382,6 @@ def main(argv=None) -> dict:
             "mfu": flops / step_s / ceiling,
         }
         print(f"  {name}: {1e3 * step_s:.1f} ms/step", flush=True)
-        del runner
-        keras.backend.clear_session()
     pali = pali_row(args.quick)
 
     print(
@@ -350,8 +407,8 @@ def main(argv=None) -> dict:
         verdict = "met" if clippo["mfu"] >= TARGET_MFU_CLIPPO else "missed"
         print(f"target CLIPPO MFU >= {TARGET_MFU_CLIPPO:.0%}: {verdict}")
     result = {
-        "device": device.device_kind,
-        "platform": device.platform,
+        "device": device["device"],
+        "platform": device["platform"],
         "config": dataclasses.asdict(config),
         "bf16_ceiling_tflops": ceiling / 1e12,
         "rows": rows,
