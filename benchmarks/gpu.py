@@ -54,7 +54,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -62,168 +61,53 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from big_vision_peer import BigVisionRunner, import_big_vision  # noqa: E402
 from fit_timing import FitRunner  # noqa: E402
+from flops import Dims, step_flops, text_flops, vit_flops  # noqa: E402
+from matmul_ceiling import jax_matmul_ceiling  # noqa: E402
+from train_step import build_clippo, build_lit  # noqa: E402
 
-from keras_vl.layers import TextRenderer  # noqa: E402
 from keras_vl.models import (  # noqa: E402
-    Clippo,
-    ClippoBackbone,
     LIMoE,
     LIMoEBackbone,
-    LiT,
-    LiTBackbone,
-    TextTransformer,
-    ViTBackbone,
 )
 
 TARGET_MFU_CLIPPO = 0.45
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(Dims):
     """One size for every training row."""
 
-    image_size: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    mlp_dim: int
-    text_length: int
-    vocab_size: int
-    batch_size: int
-    num_experts: int
-
-    @property
-    def patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-    @property
-    def seq_len(self) -> int:  # the name big_vision_peer reads
-        return self.text_length
+    num_experts: int = 8
 
 
 FULL = Config(224, 16, 768, 12, 12, 3072, 16, 32_000, 256, 8)
 QUICK = Config(32, 8, 32, 2, 2, 64, 8, 100, 4, 4)
 
 
-# === FLOP model (forward, matmuls only) ===
+def one_tower_flops(config: Config) -> float:
+    """A CLIPPO step: the ViT (with its head) on images and on texts."""
+    return step_flops(config, 2 * vit_flops(config, config.width))
 
 
-def block_flops(tokens: int, width: int, mlp_dim: int) -> int:
-    n, d, m = tokens, width, mlp_dim
-    return 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
-
-
-def vit_forward_flops(config: Config) -> int:
-    """One image through the MAP-pooled ViT with a `width` head."""
-    n, d, m = config.patches, config.width, config.mlp_dim
-    flops = 2 * n * config.patch_size**2 * 3 * d
-    flops += config.depth * block_flops(n, d, m)
-    # MAP head: probe q/out, k/v over the tokens, attention, MLP; then head.
-    flops += 4 * d * d + 4 * n * d * d + 4 * n * d + 4 * d * m + 2 * d * d
-    return flops
-
-
-def two_tower_forward_flops(config: Config) -> int:
-    """One image-text pair through a ViT and a text tower of the same size
-    (also LIMoE's: top-1 runs one expert MLP per token)."""
-    d, m = config.width, config.mlp_dim
-    image = vit_forward_flops(config)
-    text = config.depth * block_flops(config.text_length, d, m) + 2 * d * d
-    return image + text
-
-
-def train_flops(config: Config, forward_per_pair: int) -> float:
-    b, d = config.batch_size, config.width
-    return 3.0 * (b * forward_per_pair + 2 * b * b * d)
+def two_tower_flops(config: Config) -> float:
+    """A two-tower step (also LIMoE's: top-1 runs one expert MLP per
+    token, as many FLOPs as a dense MLP)."""
+    return step_flops(
+        config, vit_flops(config, config.width) + text_flops(config)
+    )
 
 
 # === Measurement ===
 
 
-def matmul_ceiling(n: int, dtype: str, repeats: int = 10) -> float:
-    import jax
-    import jax.numpy as jnp
+def keras_row(build, flops):
+    """A row of `train_step.py`'s keras_vl models, timed through `fit`."""
 
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
-    matmul = jax.jit(jnp.matmul)
-    for _ in range(3):
-        matmul(a, b).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a, b).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2.0 * n**3 / min(times)
+    def row(config: Config) -> tuple[FitRunner, float]:
+        model, batch = build(config, "softmax")
+        return FitRunner(model, batch), flops(config)
 
-
-def random_captions(rng, count: int) -> list[str]:
-    words = "a photo of the small red dog running on a sunny beach".split()
-    return [
-        " ".join(rng.choice(words, int(rng.integers(4, 12))))
-        for _ in range(count)
-    ]
-
-
-def clippo_row(config: Config) -> tuple[FitRunner, float]:
-    vit = ViTBackbone(
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        width=config.width,
-        depth=config.depth,
-        mlp_dim=config.mlp_dim,
-        num_heads=config.num_heads,
-        pool_type="map",
-        num_classes=config.width,
-    )
-    renderer = TextRenderer(image_size=config.image_size)
-    model = Clippo(ClippoBackbone(vit, renderer))
-    model.preprocessor = None  # model-ready inputs below
-    model.compile()
-    rng = np.random.default_rng(0)
-    size, b = config.image_size, config.batch_size
-    codepoints = renderer.codepoints(random_captions(rng, b))
-    batch = {
-        "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
-        "texts": codepoints.astype("int32"),
-        "image_texts": np.full((b, 1), -1, "int32"),
-    }
-    flops = train_flops(config, 2 * vit_forward_flops(config))
-    return FitRunner(model, batch), flops
-
-
-def lit_row(config: Config) -> tuple[FitRunner, float]:
-    vit = ViTBackbone(
-        image_size=config.image_size,
-        patch_size=config.patch_size,
-        width=config.width,
-        depth=config.depth,
-        mlp_dim=config.mlp_dim,
-        num_heads=config.num_heads,
-        pool_type="map",
-    )
-    text = TextTransformer(
-        vocab_size=config.vocab_size,
-        sequence_length=config.text_length,
-        width=config.width,
-        depth=config.depth,
-        mlp_dim=config.mlp_dim,
-        num_heads=config.num_heads,
-    )
-    backbone = LiTBackbone(vit, text, config.width, config.width)
-    model = LiT(backbone, lock="uu")
-    model.preprocessor = None
-    model.compile()
-    rng = np.random.default_rng(0)
-    size, b, t = config.image_size, config.batch_size, config.text_length
-    batch = {
-        "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
-        "token_ids": rng.integers(2, config.vocab_size, (b, t)).astype("int32"),
-    }
-    return FitRunner(model, batch), train_flops(
-        config, two_tower_forward_flops(config)
-    )
+    return row
 
 
 def big_vision_row(kind: str):
@@ -231,12 +115,8 @@ def big_vision_row(kind: str):
         runner = BigVisionRunner(
             kind, config, 1e-3, 1e-4, 1.0, dtype_mm="bfloat16"
         )
-        forward = (
-            2 * vit_forward_flops(config)
-            if kind == "one_tower"
-            else two_tower_forward_flops(config)
-        )
-        return runner, train_flops(config, forward)
+        flops = one_tower_flops if kind == "one_tower" else two_tower_flops
+        return runner, flops(config)
 
     return build
 
@@ -244,7 +124,7 @@ def big_vision_row(kind: str):
 def limoe_row(config: Config) -> tuple[FitRunner, float]:
     backbone = LIMoEBackbone(
         vocabulary_size=config.vocab_size,
-        sequence_length=config.text_length,
+        sequence_length=config.seq_len,
         image_size=config.image_size,
         patch_size=config.patch_size,
         width=config.width,
@@ -258,15 +138,13 @@ def limoe_row(config: Config) -> tuple[FitRunner, float]:
     model.preprocessor = None
     model.compile()
     rng = np.random.default_rng(0)
-    size, b, t = config.image_size, config.batch_size, config.text_length
+    size, b, t = config.image_size, config.batch_size, config.seq_len
     batch = {
         "images": rng.uniform(-1, 1, (b, size, size, 3)).astype("float32"),
         "token_ids": rng.integers(1, config.vocab_size, (b, t)).astype("int32"),
         "padding_mask": np.ones((b, t), bool),
     }
-    return FitRunner(model, batch), train_flops(
-        config, two_tower_forward_flops(config)
-    )
+    return FitRunner(model, batch), two_tower_flops(config)
 
 
 def pali_row(quick: bool) -> dict:
@@ -274,12 +152,12 @@ def pali_row(quick: bool) -> dict:
 
 
 ROWS = {
-    "clippo": ("CLIPPO B/16", clippo_row),
+    "clippo": ("CLIPPO B/16", keras_row(build_clippo, one_tower_flops)),
     "big_vision_clippo": (
         "big_vision CLIPPO B/16",
         big_vision_row("one_tower"),
     ),
-    "lit": ("LiT B/16 (uu)", lit_row),
+    "lit": ("LiT B/16 (uu)", keras_row(build_lit, two_tower_flops)),
     "big_vision_two_tower": (
         "big_vision two-tower B/16",
         big_vision_row("two_towers"),
@@ -326,7 +204,7 @@ def measure_row(args) -> dict:
             "versions": f"jax {jax.__version__}, keras {keras.__version__}, "
             f"python {platform.python_version()}",
             "ceiling_n": n,
-            "bf16_ceiling": matmul_ceiling(n, "bfloat16"),
+            "bf16_ceiling": jax_matmul_ceiling(n, dtype="bfloat16", repeats=10),
         }
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     runner, flops = ROWS[args.row][1](args.config)

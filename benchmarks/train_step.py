@@ -107,6 +107,7 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from big_vision_peer import BigVisionRunner, import_big_vision  # noqa: E402
 from fit_timing import FitRunner  # noqa: E402
+from flops import Dims, step_flops, text_flops, vit_flops  # noqa: E402
 from keras import ops  # noqa: E402
 from matmul_ceiling import (  # noqa: E402
     jax_matmul_ceiling,
@@ -145,25 +146,6 @@ BIG_VISION_ROWS = {"f": "one_tower", "g": "two_towers"}
 TARGET_VS_BIG_VISION = 1.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Dims:
-    """Tower and batch sizes shared by every row."""
-
-    image_size: int
-    patch_size: int
-    width: int
-    depth: int
-    num_heads: int
-    mlp_dim: int
-    seq_len: int
-    vocab_size: int
-    batch_size: int
-
-    @property
-    def num_patches(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-
 @dataclasses.dataclass
 class Result:
     name: str
@@ -180,45 +162,6 @@ class Result:
     @property
     def flops_per_s(self) -> float:
         return self.step_flops / self.step_s
-
-
-# === FLOP model ===
-
-
-def block_flops(tokens: int, width: int, mlp_dim: int) -> int:
-    """Forward matmul FLOPs of one pre-LN transformer encoder block."""
-    n, d, m = tokens, width, mlp_dim
-    return 8 * n * d * d + 4 * n * d * m + 4 * n * n * d
-
-
-def map_head_flops(tokens: int, width: int, mlp_dim: int) -> int:
-    """Forward matmul FLOPs of attention-probe (MAP) pooling."""
-    n, d, m = tokens, width, mlp_dim
-    return 4 * d * d + 4 * n * d * d + 4 * n * d + 4 * d * m
-
-
-def vit_flops(dims: Dims, out_dim: int | None = None) -> int:
-    """One image through a MAP-pooled ViT (+ optional linear head)."""
-    n, d = dims.num_patches, dims.width
-    flops = 2 * n * (dims.patch_size**2 * 3) * d
-    flops += dims.depth * block_flops(n, d, dims.mlp_dim)
-    flops += map_head_flops(n, d, dims.mlp_dim)
-    if out_dim:
-        flops += 2 * d * out_dim
-    return flops
-
-
-def text_flops(dims: Dims) -> int:
-    """One text through the text tower (embedding lookups are free)."""
-    d = dims.width
-    flops = dims.depth * block_flops(dims.seq_len, d, dims.mlp_dim)
-    return flops + 2 * d * d
-
-
-def step_flops(dims: Dims, forward_per_pair: int) -> float:
-    """fwd + bwd (= 3 x fwd) of the towers on `B` pairs, plus the loss."""
-    b = dims.batch_size
-    return 3.0 * (b * forward_per_pair + 2 * b * b * dims.width)
 
 
 # === Keras rows (JAX, timed through fit) ===
@@ -252,16 +195,20 @@ def build_clippo(dims: Dims, loss: str):
     renderer = TextRenderer(image_size=dims.image_size)
     model = Clippo(ClippoBackbone(vit, renderer), loss=loss)
     rng = np.random.default_rng(0)
-    size = dims.image_size
-    images = rng.integers(0, 256, (dims.batch_size, size, size, 3), "uint8")
     words = "a photo of the small red dog running on a sunny beach".split()
     captions = [
         " ".join(rng.choice(words, int(rng.integers(4, 12))))
         for _ in range(dims.batch_size)
     ]
-    batch = model.preprocessor({"images": images, "texts": captions})
-    batch = {k: np.asarray(v) for k, v in batch.items()}
-    # Inputs are already model-ready; the preprocessor would run in tf.data.
+    # Model-ready inputs, as `ClippoPreprocessor` makes them in the input
+    # pipeline: images in [-1, 1], code points padded to its length, and
+    # no image given as text.
+    images, _ = _pairs_batch(dims)
+    batch = {
+        "images": images,
+        "texts": model.text_codepoints(captions),
+        "image_texts": np.full((dims.batch_size, 1), -1, "int32"),
+    }
     model.preprocessor = None
     model.compile(
         learning_rate=LEARNING_RATE,
