@@ -175,6 +175,15 @@ def _adamw():
     )
 
 
+def compile_contrastive(model) -> None:
+    """The optimizer every row uses, through the task's own `compile`."""
+    model.compile(
+        learning_rate=LEARNING_RATE,
+        weight_decay=WEIGHT_DECAY,
+        global_clipnorm=CLIPNORM,
+    )
+
+
 def build_vit(dims: Dims, out_dim: int | None = None) -> ViTBackbone:
     return ViTBackbone(
         image_size=dims.image_size,
@@ -210,11 +219,7 @@ def build_clippo(dims: Dims, loss: str):
         "image_texts": np.full((dims.batch_size, 1), -1, "int32"),
     }
     model.preprocessor = None
-    model.compile(
-        learning_rate=LEARNING_RATE,
-        weight_decay=WEIGHT_DECAY,
-        global_clipnorm=CLIPNORM,
-    )
+    compile_contrastive(model)
     return model, batch
 
 
@@ -266,11 +271,7 @@ def build_two_tower(dims: Dims, loss: str):
         inputs=inputs, outputs=outputs, name="two_tower"
     )
     model = ContrastiveModel(backbone, loss=loss)
-    model.compile(
-        learning_rate=LEARNING_RATE,
-        weight_decay=WEIGHT_DECAY,
-        global_clipnorm=CLIPNORM,
-    )
+    compile_contrastive(model)
     images, token_ids = _pairs_batch(dims)
     return model, {"images": images, "token_ids": token_ids}
 
@@ -357,11 +358,7 @@ def build_lit(dims: Dims, loss: str):
     )
     model = LiT(backbone, lock="uu", loss=loss)
     model.preprocessor = None  # model-ready inputs below
-    model.compile(
-        learning_rate=LEARNING_RATE,
-        weight_decay=WEIGHT_DECAY,
-        global_clipnorm=CLIPNORM,
-    )
+    compile_contrastive(model)
     images, token_ids = _pairs_batch(dims)
     return model, {"images": images, "token_ids": token_ids}
 
