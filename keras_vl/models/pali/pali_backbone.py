@@ -5,7 +5,10 @@ import keras
 from keras import ops
 from keras_hub.models import Backbone
 
-from keras_vl.models.pali.pali_language_model import PaLILanguageModel
+from keras_vl.models.pali.pali_language_model import (
+    PaLILanguageModel,
+    seq2seq_inputs,
+)
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 
@@ -228,43 +231,30 @@ class PaLIBackbone(Backbone):
         )
 
         # === Functional Model ===
-        images = keras.Input(
-            shape=(*vision.image_size, vision.num_channels), name="images"
+        inputs = {
+            "images": keras.Input(
+                shape=(*vision.image_size, vision.num_channels), name="images"
+            ),
+            **seq2seq_inputs(),
+        }
+        image_tokens = self.image_projection(
+            self.vision_tokens(inputs["images"])
         )
-        encoder_token_ids = keras.Input(
-            shape=(None,), dtype="int32", name="encoder_token_ids"
-        )
-        encoder_padding_mask = keras.Input(
-            shape=(None,), dtype="bool", name="encoder_padding_mask"
-        )
-        decoder_token_ids = keras.Input(
-            shape=(None,), dtype="int32", name="decoder_token_ids"
-        )
-        decoder_padding_mask = keras.Input(
-            shape=(None,), dtype="bool", name="decoder_padding_mask"
-        )
-        image_tokens = self.image_projection(self.vision_tokens(images))
-        prompt = language.token_embedding(encoder_token_ids)
+        prompt = language.token_embedding(inputs["encoder_token_ids"])
         encoder_embeddings, encoder_mask = self.encoder_inputs(
-            image_tokens, prompt, encoder_padding_mask
+            image_tokens, prompt, inputs["encoder_padding_mask"]
         )
         encoded = language.encoder(
             encoder_embeddings, padding_mask=encoder_mask
         )
         decoded = language.decoder(
-            language.token_embedding(decoder_token_ids),
-            padding_mask=decoder_padding_mask,
+            language.token_embedding(inputs["decoder_token_ids"]),
+            padding_mask=inputs["decoder_padding_mask"],
             encoder_outputs=encoded,
             encoder_padding_mask=encoder_mask,
         )
         super().__init__(
-            inputs={
-                "images": images,
-                "encoder_token_ids": encoder_token_ids,
-                "encoder_padding_mask": encoder_padding_mask,
-                "decoder_token_ids": decoder_token_ids,
-                "decoder_padding_mask": decoder_padding_mask,
-            },
+            inputs=inputs,
             outputs={
                 "encoder_sequence_output": encoded,
                 "decoder_sequence_output": decoded,

@@ -37,6 +37,31 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(stddev=stddev)
 
 
+def _projection(units: int, fan_in: int, name: str, dtype) -> keras.Layer:
+    """A bias-free Dense with T5's init: normal with std `fan_in ** -0.5`."""
+    return keras.layers.Dense(
+        units,
+        use_bias=False,
+        kernel_initializer=_normal(fan_in**-0.5),
+        dtype=dtype,
+        name=name,
+    )
+
+
+def seq2seq_inputs() -> dict:
+    """Symbolic inputs of an encoder-decoder: token ids and padding masks
+    of any length for both sides, under keras-hub's names."""
+    inputs = {}
+    for side in ("encoder", "decoder"):
+        inputs[f"{side}_token_ids"] = keras.Input(
+            shape=(None,), dtype="int32", name=f"{side}_token_ids"
+        )
+        inputs[f"{side}_padding_mask"] = keras.Input(
+            shape=(None,), dtype="bool", name=f"{side}_padding_mask"
+        )
+    return inputs
+
+
 @keras.saving.register_keras_serializable(package="keras_vl")
 class MT5Attention(keras.layers.Layer):
     """mT5 multi-head attention, self or cross, with a key/value cache.
@@ -86,31 +111,14 @@ class MT5Attention(keras.layers.Layer):
         self.key_value_dim = key_value_dim
         self.dropout = dropout
         inner = num_heads * key_value_dim
-        dense = dict(use_bias=False, dtype=self.dtype_policy)
-        self.query = keras.layers.Dense(
-            inner,
-            kernel_initializer=_normal((hidden_dim * key_value_dim) ** -0.5),
-            name="query",
-            **dense,
+        policy = self.dtype_policy
+        # T5's init: queries also fold in the 1 / sqrt(d) it never applies.
+        self.query = _projection(
+            inner, hidden_dim * key_value_dim, "query", policy
         )
-        self.key = keras.layers.Dense(
-            inner,
-            kernel_initializer=_normal(hidden_dim**-0.5),
-            name="key",
-            **dense,
-        )
-        self.value = keras.layers.Dense(
-            inner,
-            kernel_initializer=_normal(hidden_dim**-0.5),
-            name="value",
-            **dense,
-        )
-        self.output_dense = keras.layers.Dense(
-            hidden_dim,
-            kernel_initializer=_normal(inner**-0.5),
-            name="output",
-            **dense,
-        )
+        self.key = _projection(inner, hidden_dim, "key", policy)
+        self.value = _projection(inner, hidden_dim, "value", policy)
+        self.output_dense = _projection(hidden_dim, inner, "output", policy)
         self.dropout_layer = keras.layers.Dropout(
             dropout, dtype=self.dtype_policy
         )
@@ -242,24 +250,14 @@ class MT5Block(keras.layers.Layer):
             self.cross_attention_norm = norm("cross_attention_norm")
             self.cross_attention = attention("cross_attention")
         self.mlp_norm = norm("mlp_norm")
-        dense = dict(use_bias=False, dtype=policy)
-        self.mlp_gate = keras.layers.Dense(
-            intermediate_dim,
-            kernel_initializer=_normal(hidden_dim**-0.5),
-            name="mlp_gate",
-            **dense,
+        self.mlp_gate = _projection(
+            intermediate_dim, hidden_dim, "mlp_gate", policy
         )
-        self.mlp_linear = keras.layers.Dense(
-            intermediate_dim,
-            kernel_initializer=_normal(hidden_dim**-0.5),
-            name="mlp_linear",
-            **dense,
+        self.mlp_linear = _projection(
+            intermediate_dim, hidden_dim, "mlp_linear", policy
         )
-        self.mlp_output = keras.layers.Dense(
-            hidden_dim,
-            kernel_initializer=_normal(intermediate_dim**-0.5),
-            name="mlp_output",
-            **dense,
+        self.mlp_output = _projection(
+            hidden_dim, intermediate_dim, "mlp_output", policy
         )
         self.dropout_layer = keras.layers.Dropout(dropout, dtype=policy)
 
@@ -636,46 +634,27 @@ class PaLILanguageModel(Backbone):
         self.decoder = MT5Stack(
             num_decoder_layers, is_decoder=True, name="decoder", **stack
         )
-        self.lm_head = keras.layers.Dense(
-            vocabulary_size,
-            use_bias=False,
-            kernel_initializer=_normal(hidden_dim**-0.5),
-            dtype=dtype,
-            name="lm_head",
+        self.lm_head = _projection(
+            vocabulary_size, hidden_dim, "lm_head", dtype
         )
 
         # === Functional Model ===
-        encoder_token_ids = keras.Input(
-            shape=(None,), dtype="int32", name="encoder_token_ids"
-        )
-        encoder_padding_mask = keras.Input(
-            shape=(None,), dtype="bool", name="encoder_padding_mask"
-        )
-        decoder_token_ids = keras.Input(
-            shape=(None,), dtype="int32", name="decoder_token_ids"
-        )
-        decoder_padding_mask = keras.Input(
-            shape=(None,), dtype="bool", name="decoder_padding_mask"
-        )
+        inputs = seq2seq_inputs()
+        encoder_padding_mask = inputs["encoder_padding_mask"]
         encoded = self.encoder(
-            self.token_embedding(encoder_token_ids),
+            self.token_embedding(inputs["encoder_token_ids"]),
             padding_mask=encoder_padding_mask,
         )
         decoded = self.decoder(
-            self.token_embedding(decoder_token_ids),
-            padding_mask=decoder_padding_mask,
+            self.token_embedding(inputs["decoder_token_ids"]),
+            padding_mask=inputs["decoder_padding_mask"],
             encoder_outputs=encoded,
             encoder_padding_mask=encoder_padding_mask,
         )
         # The head is applied by the task; build it so that presets hold it.
         self.lm_head.build((None, None, hidden_dim))
         super().__init__(
-            inputs={
-                "encoder_token_ids": encoder_token_ids,
-                "encoder_padding_mask": encoder_padding_mask,
-                "decoder_token_ids": decoder_token_ids,
-                "decoder_padding_mask": decoder_padding_mask,
-            },
+            inputs=inputs,
             outputs={
                 "encoder_sequence_output": encoded,
                 "decoder_sequence_output": decoded,
