@@ -34,6 +34,7 @@ from keras_vl.data.shapes_dataset import (
     DEFAULT_RADIUS_RANGE,
     DEFAULT_SHAPES,
     ShapesDataset,
+    numpy_batches_as_tf_dataset,
 )
 from keras_vl.models.pali.pali_preprocessor import format_prompt
 
@@ -514,41 +515,14 @@ class ShapeQuestions:
         train = train.map(preprocessor)
         ```
         """
-        import tensorflow as tf  # Lazy: numpy use needs no TensorFlow.
-
         self._check_batches(split, batch_size, num_batches, seed)
-        size = self.image_size
         keys = ["images", "prompts", "responses", "task", "lang"]
         keys += ["labels"] if with_labels else []
-        dtypes = [tf.uint8] + [tf.string] * 4 + [tf.int32]
-        shapes = [(batch_size, size, size, 3)] + [(batch_size,)] * 5
-
-        def draw(index):
-            batch = self._batch(split, batch_size, seed, int(index), True)
-            # tf.string wants UTF-8 bytes, not numpy unicode.
-            return [
-                np.char.encode(batch[key], "utf-8")
-                if batch[key].dtype.kind == "U"
-                else batch[key]
-                for key in keys
-            ]
-
-        def to_dict(index):
-            values = tf.numpy_function(
-                draw, [index], dtypes[: len(keys)], stateful=False
-            )
-            for value, shape in zip(values, shapes, strict=False):
-                value.set_shape(shape)
-            return dict(zip(keys, values, strict=True))
-
-        if num_batches is None:
-            indices = tf.data.Dataset.counter()
-        else:
-            indices = tf.data.Dataset.range(num_batches)
-        dataset = indices.map(
-            to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        return numpy_batches_as_tf_dataset(
+            lambda index: self._batch(split, batch_size, seed, index, True),
+            keys,
+            num_batches,
         )
-        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def __repr__(self) -> str:
         ds = self.shapes_dataset

@@ -301,36 +301,13 @@ class ShapesDataset:
         model.fit(train, epochs=3)
         ```
         """
-        import tensorflow as tf  # Lazy: numpy use needs no TensorFlow.
-
         seed = self._check_batches(split, batch_size, num_batches, seed)
-        size = self.image_size
         keys = ["images", "texts"] + (["labels"] if with_labels else [])
-        dtypes = [tf.uint8, tf.string, tf.int32][: len(keys)]
-        shapes = [(batch_size, size, size, 3), (batch_size,), (batch_size,)]
-
-        def draw(index):
-            batch = self._batch(split, batch_size, seed, int(index), True)
-            # tf.string wants bytes (or objects), not numpy unicode.
-            batch["texts"] = batch["texts"].astype(np.bytes_)
-            return [batch[key] for key in keys]
-
-        def to_dict(index):
-            values = tf.numpy_function(draw, [index], dtypes, stateful=False)
-            for value, shape in zip(values, shapes, strict=False):
-                value.set_shape(shape)
-            return dict(zip(keys, values, strict=True))
-
-        if num_batches is None:
-            indices = tf.data.Dataset.counter()
-        else:
-            indices = tf.data.Dataset.range(num_batches)
-        # numpy releases the GIL in its array loops, so batches drawn on
-        # parallel threads overlap; `deterministic` keeps their order.
-        dataset = indices.map(
-            to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        return numpy_batches_as_tf_dataset(
+            lambda index: self._batch(split, batch_size, seed, index, True),
+            keys,
+            num_batches,
         )
-        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def __repr__(self) -> str:
         return (
@@ -463,6 +440,57 @@ class ShapesDataset:
 
 
 # --- Validation ---------------------------------------------------------------
+
+
+def numpy_batches_as_tf_dataset(draw, keys: list[str], num_batches):
+    """A prefetched `tf.data.Dataset` of the batches `draw(index)` makes.
+
+    Args:
+        draw: `index -> dict` of numpy arrays of one batch (a pure function
+            of the index, so re-iterating replays the same batches);
+            unicode string arrays become UTF-8 `tf.string`.
+        keys: The keys of `draw`'s dicts to keep, in order.
+        num_batches: How many batches; None for an endless dataset.
+    """
+    import tensorflow as tf  # Lazy: numpy use needs no TensorFlow.
+
+    example = draw(0)
+    specs = [
+        tf.TensorSpec(
+            example[key].shape,
+            tf.string
+            if example[key].dtype.kind in "USO"
+            else tf.as_dtype(example[key].dtype),
+        )
+        for key in keys
+    ]
+
+    def draw_list(index):
+        batch = draw(int(index))
+        return [
+            np.char.encode(batch[key], "utf-8")
+            if batch[key].dtype.kind == "U"
+            else batch[key]
+            for key in keys
+        ]
+
+    def to_dict(index):
+        dtypes = [spec.dtype for spec in specs]
+        values = tf.numpy_function(draw_list, [index], dtypes, stateful=False)
+        for value, spec in zip(values, specs, strict=True):
+            value.set_shape(spec.shape)
+        return dict(zip(keys, values, strict=True))
+
+    if num_batches is None:
+        indices = tf.data.Dataset.counter()
+    else:
+        indices = tf.data.Dataset.range(num_batches)
+    # numpy releases the GIL in its array loops, so batches drawn on
+    # parallel threads overlap; `deterministic` keeps their order.
+    dataset = indices.map(
+        to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _resolve_colors(colors) -> dict[str, tuple[int, int, int]]:
