@@ -433,11 +433,16 @@ def save_figure(results: dict, path: str) -> None:
     height = len(layers[0]) * (panel_h + 2 * margin) + margin
     image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((margin, 6), "share of tokens per expert:", fill="black")
+    draw.text(
+        (margin, 6),
+        "share of each modality's tokens per expert (panel height = 100%; "
+        "dropped tokens not shown):",
+        fill="black",
+    )
     for k, name in enumerate(MODALITIES):
-        x = margin + 180 + 70 * k
-        draw.rectangle((x, 8, x + 10, 18), fill=_COLORS[name])
-        draw.text((x + 14, 6), name, fill="black")
+        x = margin + 70 * k
+        draw.rectangle((x, 22, x + 10, 32), fill=_COLORS[name])
+        draw.text((x + 14, 20), name, fill="black")
     for col, run_name in enumerate(names):
         for row, layer in enumerate(layers[col]):
             left = margin + col * (panel_w + margin)
@@ -557,7 +562,43 @@ def main(argv: list[str] | None = None) -> dict:
 # Reading the table
 # ---------------------------------------------------------------------------
 #
-# (Filled in from a full run below.)
+# A full run on the JAX backend (`--seed 0`, two CPU cores shared with
+# other work, about 7 minutes) printed, in short (blocks 1 and 3 alike):
+#
+#                                 no entropy loss   LIMoE entropy losses
+#   zero-shot top-1 seen / held-out    55.9% / 0.0%       51.6% / 0.4%
+#   image: experts >= 1%, exp(H)          8, 7.98            5, 4.62
+#   image: token entropy, dropped     1.95, 31.9%        0.06, 67.8%
+#   text:  experts >= 1%, exp(H)          8, 7.60            5, 3.31
+#   text:  token entropy, dropped      1.90, 1.2%         0.05, 9.2%
+#
+# The paper's picture did not appear at this scale. Without the entropy
+# losses no modality collapsed: V-MoE's importance and load losses alone
+# kept both spread over all 8 experts. But look at the token entropy:
+# about 1.95 nats of a possible ln 8 = 2.08, so the router's distributions
+# are nearly uniform, and each token's top-1 expert is close to a coin
+# toss. The images, 36 tokens against a few words of text, overflow the
+# experts that happen to be favoured and lose a quarter to a third of
+# their tokens; the text, the minority, is hardly ever dropped.
+#
+# With the losses, the local loss did what it is meant to: every token is
+# routed decisively (0.05 to 0.07 nats). The global loss then held each
+# modality above its threshold, 3/4 of ln 8 (about 4.8 experts used
+# evenly): images on about 4.7 effective experts, text on about 3.3, the
+# two modalities now largely on different experts (see the PNG). Decisive
+# routing, however, sends an image's similar patches to the same expert,
+# and with the capacity of one even share per expert (`capacity_factor`
+# 1.0, groups of one image and its caption) far more of them overflow:
+# two thirds of the image tokens and a tenth of the text tokens were
+# dropped, and zero-shot accuracy did not improve.
+#
+# So the losses shape routing exactly as their formulas say, but the
+# problem they solve in LIMoE, a minority modality collapsing onto one
+# expert at scale, never arose in 500 steps of a tiny model, and the
+# confident routing they ask for needs more expert capacity (a larger
+# `capacity_factor`, or groups spanning several examples) than this
+# setting gives. Held-out classes stay at chance or below for both runs:
+# the CLIPPO demo needs longer training before colour and shape compose.
 
 
 if __name__ == "__main__":
