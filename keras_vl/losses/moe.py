@@ -90,8 +90,12 @@ def routing_entropy(probs: Any) -> Any:
 
 def _modality_weights(probs, modality_ids, modality, token_mask):
     """Global-batch `probs [T, E]` and the `[T]` 0/1 weights of modality
-    `modality`'s unmasked tokens."""
-    probs = ops.cast(probs, "float32")
+    `modality`'s unmasked tokens, from any array-likes (the preamble that
+    every entropy loss shares)."""
+    probs = ops.cast(ops.convert_to_tensor(probs), "float32")
+    modality_ids = ops.convert_to_tensor(modality_ids)
+    if token_mask is not None:
+        token_mask = ops.convert_to_tensor(token_mask)
     if len(probs.shape) < 1 or probs.shape[-1] is None:
         raise ValueError(
             "`probs` must have shape [..., E] with a known E. "
@@ -121,6 +125,14 @@ def _modality_weights(probs, modality_ids, modality, token_mask):
         mask = ops.cast(mask, "bool")
     weights = ops.cast(ops.logical_and(mask, ids == int(modality)), "float32")
     return probs, weights
+
+
+def _mean_routing(probs, weights):
+    """`(count, mean p)`: the number of weighted tokens and their mean
+    routing distribution `[E]` (zeros when there are none)."""
+    count = ops.sum(weights)
+    total = ops.sum(probs * weights[:, None], axis=0)
+    return count, total / ops.maximum(count, 1.0)
 
 
 def _replica_share(loss):
@@ -153,11 +165,8 @@ def local_entropy_loss(
     keras_vl.losses.local_entropy_loss(probs, np.array([0, 1]), 0)  # ln 2
     ```
     """
-    modality_ids = ops.convert_to_tensor(modality_ids)
-    if token_mask is not None:
-        token_mask = ops.convert_to_tensor(token_mask)
     probs, weights = _modality_weights(
-        ops.convert_to_tensor(probs), modality_ids, modality, token_mask
+        probs, modality_ids, modality, token_mask
     )
     count = ops.sum(weights)
     total = ops.sum(routing_entropy(probs) * weights)
@@ -189,14 +198,10 @@ def global_entropy_loss(
     keras_vl.losses.global_entropy_loss(probs, np.array([0, 0]), 0)  # -ln 2
     ```
     """
-    modality_ids = ops.convert_to_tensor(modality_ids)
-    if token_mask is not None:
-        token_mask = ops.convert_to_tensor(token_mask)
     probs, weights = _modality_weights(
-        ops.convert_to_tensor(probs), modality_ids, modality, token_mask
+        probs, modality_ids, modality, token_mask
     )
-    count = ops.maximum(ops.sum(weights), 1.0)
-    mean_probs = ops.sum(probs * weights[:, None], axis=0) / count
+    _, mean_probs = _mean_routing(probs, weights)
     # An absent modality has mean_probs == 0, whose entropy is 0.
     return _replica_share(-routing_entropy(mean_probs))
 
@@ -233,16 +238,10 @@ def thresholded_global_entropy_loss(
     probs = ops.convert_to_tensor(probs)
     if len(probs.shape) >= 1 and probs.shape[-1] is not None:
         check_entropy_threshold(threshold, probs.shape[-1])
-    modality_ids = ops.convert_to_tensor(modality_ids)
-    if token_mask is not None:
-        token_mask = ops.convert_to_tensor(token_mask)
     probs, weights = _modality_weights(
         probs, modality_ids, modality, token_mask
     )
-    count = ops.sum(weights)
-    mean_probs = ops.sum(probs * weights[:, None], axis=0) / ops.maximum(
-        count, 1.0
-    )
+    count, mean_probs = _mean_routing(probs, weights)
     loss = ops.relu(threshold - routing_entropy(mean_probs))
     loss = ops.where(count > 0, loss, 0.0)
     return _replica_share(loss)

@@ -230,6 +230,30 @@ class ContrastiveModel(ContrastiveTraining, Task):
         # neither tracked as sublayers nor saved.
         object.__setattr__(self, "_helper_models", {})
 
+    @classmethod
+    def check_backbone(cls, backbone) -> None:
+        """Raises a TypeError unless `backbone` is a `cls.backbone_cls`.
+
+        Subclasses call it first in `__init__`, before they read the
+        backbone's attributes to build a default preprocessor.
+
+        Args:
+            backbone: The `backbone` argument of the task.
+
+        Example:
+
+        ```python
+        keras_vl.models.LIMoE.check_backbone(vit)  # TypeError
+        ```
+        """
+        expected = cls.backbone_cls
+        if expected is not None and not isinstance(backbone, expected):
+            raise TypeError(
+                f"`backbone` of {cls.__name__} must be a "
+                f"{expected.__name__}. Received: backbone of type "
+                f"{type(backbone).__name__}"
+            )
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -58,11 +58,7 @@ class Clippo(ContrastiveModel):
         temperature_init: float = 10.0,
         **kwargs,
     ):
-        if not isinstance(backbone, ClippoBackbone):
-            raise TypeError(
-                "`backbone` must be a ClippoBackbone. Received: "
-                f"{type(backbone).__name__}"
-            )
+        self.check_backbone(backbone)
         if preprocessor is None:
             preprocessor = ClippoPreprocessor(image_size=backbone.image_size)
         super().__init__(

@@ -77,11 +77,7 @@ class LIMoE(ContrastiveModel):
         bias_init: float | None = None,
         **kwargs,
     ):
-        if not isinstance(backbone, LIMoEBackbone):
-            raise TypeError(
-                "`backbone` must be a LIMoEBackbone. Received: "
-                f"{type(backbone).__name__}"
-            )
+        self.check_backbone(backbone)
         if preprocessor is None:
             preprocessor = LIMoEPreprocessor(
                 sequence_length=backbone.sequence_length,

@@ -131,6 +131,14 @@ class LIMoEBackbone(Backbone):
             thresholded global entropy loss.
         entropy_threshold: float or `(image, text)` thresholds `tau` in
             `[0, ln num_experts]`; None = `ln(num_experts) / 2`.
+
+            Both weights default to 0, plain V-MoE routing, rather than to
+            a recipe: the right weights and thresholds depend on the
+            number of experts and on how unbalanced the two modalities'
+            token counts are, so they are chosen with the training setup.
+            `guides/limoe_modality_experts.py` trains with and without
+            them (local loss on image tokens, thresholded global loss on
+            text tokens) and compares the routing.
         moe_kwargs: Optional dict of further `SparseMoeMlp` arguments
             (`noise_std`, `importance_loss_weight`, `load_loss_weight`, ...).
         image_pool: `"map"` or `"gap"`.

@@ -145,11 +145,7 @@ class LiT(ContrastiveModel):
         bias_init: float | None = None,
         **kwargs,
     ):
-        if not isinstance(backbone, LiTBackbone):
-            raise TypeError(
-                "`backbone` must be a LiTBackbone. Received: "
-                f"{type(backbone).__name__}"
-            )
+        self.check_backbone(backbone)
         image_mode, text_mode = parse_lock(lock)
         if preprocessor is None:
             preprocessor = LiTPreprocessor(

@@ -196,7 +196,9 @@ def test_preset_round_trip_keeps_tokenizer(model, tmp_path):
 
 def test_bad_arguments_are_rejected():
     backbone = LIMoEBackbone(**backbone_kwargs())
-    with pytest.raises(TypeError, match="backbone"):
+    with pytest.raises(
+        TypeError, match="`backbone` of LIMoE must be a LIMoEBackbone.*object"
+    ):
         LIMoE(object())
     with pytest.raises(ValueError, match="sequence_length"):
         LIMoE(
