@@ -92,3 +92,18 @@ def run_report(script: str, env: dict[str, str]) -> dict:
     ]
     assert result.returncode == 0 and lines, result.stderr[-4000:]
     return json.loads(lines[-1][len("REPORT ") :])
+
+
+def load_guide(name: str):
+    """Imports `guides/<name>.py` as a module (guides are not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        name, REPO_ROOT / "guides" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    # Registered first so tf.data's AutoGraph can find the module's source.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,32 +1,17 @@
 """The LIMoE modality-experts guide, run in its quick (smoke test) mode."""
 
-import importlib.util
 import math
-import sys
 
 import numpy as np
-from conftest import REPO_ROOT
+from conftest import load_guide
 
-GUIDE = REPO_ROOT / "guides" / "limoe_modality_experts.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def load_guide():
-    """Imports the guide script as a module (guides are not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "limoe_modality_experts", GUIDE
-    )
-    module = importlib.util.module_from_spec(spec)
-    # Registered first so tf.data's AutoGraph can find the module's source.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_guide_compares_routing_with_and_without_entropy_losses(
     tmp_path, capsys
 ):
-    guide = load_guide()
+    guide = load_guide("limoe_modality_experts")
     results = guide.main(
         ["--quick", "--seed", "0", "--output-dir", str(tmp_path)]
     )

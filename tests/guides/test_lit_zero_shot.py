@@ -1,24 +1,10 @@
 """The LiT zero-shot guide, run in its quick (smoke test) mode."""
 
-import importlib.util
-import sys
-
-from conftest import REPO_ROOT
+from conftest import load_guide
 
 from keras_vl.models import LiT
 
-GUIDE = REPO_ROOT / "guides" / "lit_zero_shot.py"
 MODES = ("Lu", "Uu", "uu")
-
-
-def load_guide():
-    """Imports the guide script as a module (guides are not a package)."""
-    spec = importlib.util.spec_from_file_location("lit_zero_shot", GUIDE)
-    module = importlib.util.module_from_spec(spec)
-    # Registered first so tf.data's AutoGraph can find the module's source.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_quick_guide_runs_and_locks_the_image_tower(monkeypatch, capsys):
@@ -30,7 +16,7 @@ def test_quick_guide_runs_and_locks_the_image_tower(monkeypatch, capsys):
         return fit_cached(self, *args, **kwargs)
 
     monkeypatch.setattr(LiT, "fit_cached", recording_fit_cached)
-    guide = load_guide()
+    guide = load_guide("lit_zero_shot")
     results = guide.main(["--quick", "--seed", "0"])
 
     assert set(results["lit"]) == set(MODES)
