@@ -101,8 +101,8 @@ class Config:
         eval_batch_size: Examples per `generate` call.
     """
 
-    image_size: int = 64
-    patch_size: int = 16
+    image_size: int = 32
+    patch_size: int = 8
     vit_width: int = 128
     vit_depth: int = 2
     width: int = 128
@@ -110,7 +110,7 @@ class Config:
     num_heads: int = 4
     encoder_length: int = 12
     decoder_length: int = 8
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-3
     num_test: int = 256
@@ -121,7 +121,7 @@ FULL = Config()
 # A smoke test for CI: a tiny model and a handful of steps. Its accuracies
 # are near zero; it checks that every piece runs.
 QUICK = Config(
-    image_size=32,
+    patch_size=16,
     vit_width=32,
     vit_depth=1,
     width=32,
@@ -436,7 +436,7 @@ def save_figure(examples: list[dict], path: Path) -> None:
     Right answers are green; a wrong one is red, followed by the expected
     answer in grey. Held-out combinations get a red frame.
     """
-    tile, line, pad, text_width, title = 128, 17, 10, 760, 28
+    tile, line, pad, text_width, title = 128, 17, 10, 1000, 28
     block = max(tile, line * len(examples[0]["rows"])) + pad
     canvas = np.full(
         (title + block * len(examples) + pad, tile + text_width + 3 * pad, 3),
