@@ -565,5 +565,40 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------
+# Reading the table
+# ---------------------------------------------------------------------------
+#
+# One full run on the JAX backend (`--seed 0`, two shared CPU cores, 513 s
+# of training) printed:
+#
+#   task           seen EN      seen FR  held-out EN  held-out FR
+#   caption          18.4%        16.0%         0.0%         0.0%
+#   colour          100.0%       100.0%       100.0%       100.0%
+#   shape            44.5%        48.8%         0.0%         0.0%
+#   position         40.2%        32.8%        33.2%        31.6%
+#
+# The model learns the language side quickly: its answers are well-formed
+# English or French, in the language the prompt asks for, with French
+# adjectives that agree with the noun. Colour is solved, on held-out
+# combinations too: it is a property of the whole image. Shape and
+# position, which need the ViT to look at where the ink is, are only half
+# learnt in this budget (chance is 25% and about 11%), and a caption is
+# right only when all three parts are. The training loss was still going
+# down at the end; more steps, or a ViT pretrained first (as PaLI's is),
+# are the obvious next moves.
+#
+# The two languages are learnt as separate answers, not as one answer
+# translated: in the figure the same image is sometimes a "triangle" in
+# English and a "carré" in French.
+#
+# Held-out combinations show the limit of a model that never saw them: a
+# red circle comes out as "a red triangle", the right colour with a shape
+# seen in that colour, so shape (and with it every caption) scores zero
+# there, while colour and, mostly, position carry over. Nothing in the
+# training data made the model keep "red" and "circle" apart; on this tiny
+# scale it memorises the twelve combinations it was shown.
+
+
 if __name__ == "__main__":
     main()
