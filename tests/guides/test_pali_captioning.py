@@ -1,39 +1,26 @@
 """The PaLI captioning guide, run in its quick (smoke test) mode."""
 
 import contextlib
-import importlib.util
 import io
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import load_guide
 from PIL import Image
 
 from keras_vl.data import LANGUAGES, QUESTION_TASKS, ShapeQuestions
 
-GUIDE = REPO_ROOT / "guides" / "pali_captioning.py"
 SPLITS = ("seen", "held_out")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The guide keeps the data's default held-out combinations.
 DEFAULT_HELD_OUT_PAIRS = ShapeQuestions().held_out_classes
 
 
-def load_guide():
-    """Imports the guide script as a module (guides are not a package)."""
-    spec = importlib.util.spec_from_file_location("pali_captioning", GUIDE)
-    module = importlib.util.module_from_spec(spec)
-    # Registered first so tf.data's AutoGraph can find the module's source.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The quick guide's results, printed table and output folder."""
     output_dir = tmp_path_factory.mktemp("pali_guide")
-    guide = load_guide()
+    guide = load_guide("pali_captioning")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         results = guide.main(
