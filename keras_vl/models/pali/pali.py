@@ -236,6 +236,25 @@ class PaLI(Seq2SeqLM):
             **kwargs,
         )
 
+    def get_compile_config(self) -> dict:
+        """Keras's compile config plus the sampler, so that a `.keras` file
+        reloads compiled as it was saved."""
+        config = super().get_compile_config()
+        if config and getattr(self, "sampler", None) is not None:
+            config["sampler"] = keras_hub.samplers.serialize(self.sampler)
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        config = dict(config)
+        sampler = config.pop("sampler", None)
+        config = keras.saving.deserialize_keras_object(config)
+        if sampler is not None:
+            config["sampler"] = keras_hub.samplers.deserialize(sampler)
+        self.compile(**config)
+        if self.built:
+            # The optimizer's variables, for the saved ones to load into.
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):

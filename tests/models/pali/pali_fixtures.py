@@ -30,9 +30,10 @@ def tiny_language(**overrides) -> PaLILanguageModel:
     return PaLILanguageModel(**{**kwargs, **overrides})
 
 
-def tiny_backbone(**overrides) -> PaLIBackbone:
+def tiny_backbone(language=None, **overrides) -> PaLIBackbone:
     kwargs = dict(max_encoder_length=NUM_IMAGE_TOKENS + PROMPT + 2)
-    return PaLIBackbone(tiny_vision(), tiny_language(), **kwargs, **overrides)
+    language = language or tiny_language()
+    return PaLIBackbone(tiny_vision(), language, **{**kwargs, **overrides})
 
 
 def tiny_inputs(batch=2, seed=0, prompt=PROMPT, response=RESPONSE) -> dict:

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import to_numpy
 from model_contract import ContractTestCase, random_pixels
+from pali_fixtures import tiny_backbone, tiny_language
 
 from keras_vl.data import ShapeQuestions, shape_vocabulary_proto
 from keras_vl.models.pali.pali_preprocessor import (
@@ -282,25 +283,8 @@ class PaLIPreprocessorContractTest(ContractTestCase):
         self.assertAllEqual(sample_weight[1], [1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
 
-@keras.saving.register_keras_serializable(package="keras_vl_tests")
-class StandInBackbone(keras_hub.models.Backbone):
-    """A one-weight backbone: a preset needs a backbone config, and PaLI's
-    model is not what this file tests."""
-
-    def __init__(self, **kwargs):
-        inputs = keras.Input((1,))
-        super().__init__(
-            inputs=inputs, outputs=keras.layers.Dense(1)(inputs), **kwargs
-        )
-
-
-@keras.saving.register_keras_serializable(package="keras_vl_tests")
-class StandInPaLIPreprocessor(PaLIPreprocessor):
-    backbone_cls = StandInBackbone
-
-
 def test_preset_round_trip_keeps_vocabulary_and_lengths(proto, tmp_path):
-    preprocessor = StandInPaLIPreprocessor(
+    preprocessor = PaLIPreprocessor(
         t5_tokenizer(proto),
         encoder_sequence_length=11,
         decoder_sequence_length=7,
@@ -309,10 +293,10 @@ def test_preset_round_trip_keeps_vocabulary_and_lengths(proto, tmp_path):
         vocabulary_size=256,
     )
     preset = str(tmp_path / "preset")
-    StandInBackbone().save_to_preset(preset)
+    tiny_backbone(tiny_language(vocabulary_size=256)).save_to_preset(preset)
     preprocessor.save_to_preset(preset)
-    loaded = StandInPaLIPreprocessor.from_preset(preset)
-    assert type(loaded) is StandInPaLIPreprocessor
+    loaded = PaLIPreprocessor.from_preset(preset)
+    assert type(loaded) is PaLIPreprocessor
     assert loaded.tokenizer.proto == proto
     assert loaded.encoder_sequence_length == 11
     assert loaded.decoder_sequence_length == 7
