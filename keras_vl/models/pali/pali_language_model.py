@@ -48,6 +48,13 @@ def _projection(units: int, fan_in: int, name: str, dtype) -> keras.Layer:
     )
 
 
+def _dropout(layer: keras.layers.Dropout, x, training):
+    """`layer(x)` when training; otherwise `x`, without calling the layer:
+    token-by-token decoding would make dozens of no-op layer calls per
+    token, each paying Keras's per-call cost on eager backends."""
+    return layer(x, training=True) if training and layer.rate > 0 else x
+
+
 def seq2seq_inputs() -> dict:
     """Symbolic inputs of an encoder-decoder: token ids and padding masks
     of any length for both sides, under keras-hub's names."""
@@ -163,7 +170,7 @@ class MT5Attention(keras.layers.Layer):
         if bias is not None:
             scores = scores + bias
         weights = ops.softmax(scores, axis=-1)
-        weights = self.dropout_layer(weights, training=training)
+        weights = _dropout(self.dropout_layer, weights, training)
         weights = ops.cast(weights, self.compute_dtype)
         x = ops.einsum("bhqk,bkhd->bqhd", weights, value)
         batch_size = ops.shape(x)[0]
@@ -293,7 +300,7 @@ class MT5Block(keras.layers.Layer):
             cache_index=self_attention_cache_index,
             training=training,
         )
-        x = x + self.dropout_layer(y, training=training)
+        x = x + _dropout(self.dropout_layer, y, training)
         if self.is_decoder:
             y, cross_attention_cache = self.cross_attention(
                 self.cross_attention_norm(x),
@@ -303,12 +310,12 @@ class MT5Block(keras.layers.Layer):
                 cache_index=cross_attention_cache_index,
                 training=training,
             )
-            x = x + self.dropout_layer(y, training=training)
+            x = x + _dropout(self.dropout_layer, y, training)
         y = self.mlp_norm(x)
         y = ops.gelu(self.mlp_gate(y), approximate=True) * self.mlp_linear(y)
-        y = self.dropout_layer(y, training=training)
+        y = _dropout(self.dropout_layer, y, training)
         y = self.mlp_output(y)
-        x = x + self.dropout_layer(y, training=training)
+        x = x + _dropout(self.dropout_layer, y, training)
         return x, self_attention_cache, cross_attention_cache
 
     def get_config(self):
@@ -471,7 +478,7 @@ class MT5Stack(keras.layers.Layer):
             keys = ops.cast(encoder_padding_mask, "bool")
             cross_bias = ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
 
-        x = self.dropout_layer(inputs, training=training)
+        x = _dropout(self.dropout_layer, inputs, training)
         self_caches, cross_caches = [], []
         for i, block in enumerate(self.blocks):
             x, self_cache, cross_cache = block(
@@ -494,7 +501,7 @@ class MT5Stack(keras.layers.Layer):
             self_caches.append(self_cache)
             cross_caches.append(cross_cache)
         x = self.final_norm(x)
-        x = self.dropout_layer(x, training=training)
+        x = _dropout(self.dropout_layer, x, training)
         if not cached:
             return x
         if cross_attention_cache is not None:
