@@ -16,6 +16,7 @@ from keras_vl.losses import (
     sigmoid_contrastive_loss,
     softmax_contrastive_loss,
 )
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.skip_non_finite_optimizer import SkipNonFiniteOptimizer
 
 LOSS_TYPES = ("softmax", "sigmoid")
@@ -180,7 +181,7 @@ def _positives_from_targets(y):
     return positive_mask(y)
 
 
-class ContrastiveModel(ContrastiveTraining, Task):
+class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
     """A task that trains paired image/text embeddings contrastively.
 
     Subclasses pass a backbone whose output is a dict with L2-normalised
