@@ -332,6 +332,11 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         together. As in keras-hub (`keras.utils.pack_x_y_sample_weight`),
         a `sample_weight` without `y` is not used.
 
+        To resume an interrupted run exactly (e.g. with
+        `keras.callbacks.BackupAndRestore`), pass `shuffle=False` or a
+        dataset of your own: a restarted `fit` draws a new order for the
+        epochs it has left, not the one the first run would have drawn.
+
         Example:
 
         ```python
