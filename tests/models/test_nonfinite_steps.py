@@ -136,6 +136,27 @@ def test_nan_batch_is_skipped_then_training_resumes(name):
     assert all(np.isfinite(x).all() for x in after)
 
 
+@pytest.mark.parametrize("skip", [True, False])
+def test_lit_cached_features_model_skips_too(skip):
+    keras.utils.set_random_seed(0)
+    lit = tiny_lit()
+    lit.compile(skip_non_finite_steps=skip)
+    model = lit.cached_features_model()
+    assert isinstance(model.optimizer, SkipNonFiniteOptimizer) is skip
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(BATCH, lit.backbone.image_feature_dim))
+    features[2, 0] = np.nan
+    tokens = rng.integers(1, VOCAB, (BATCH, LENGTH))
+    model.optimizer.build(model.trainable_variables)
+    before = state(model)
+    logs = fit_once(model, {"image_features": features, "token_ids": tokens})
+    if skip:
+        assert logs["skipped_steps"] == 1
+        assert identical(before, state(model))
+    else:
+        assert any(np.isnan(x).any() for x in state(model))
+
+
 def test_infinite_loss_is_skipped():
     keras.utils.set_random_seed(0)
     model = tiny_clippo(InfiniteLoss)
