@@ -2,7 +2,8 @@
 
 The only place in `keras_vl` that branches on the backend: collectives
 (see `keras_vl.distribute.replica` for why JAX and PyTorch need none),
-compiler hints (`keras_vl.distribute.compiler`), and, for the library's own
+compiler hints (`keras_vl.distribute.compiler`), the pieces of a skippable
+training step (`keras_vl.distribute.steps`), and, for the library's own
 layers, tracing state (`keras_vl.distribute.tracing`), cached XLA programs
 (`keras_vl.distribute.xla_cache`) and TensorFlow graph interop for `tf.data`
 (`keras_vl.distribute.tf_interop`). Those last three are internal helpers,
@@ -16,11 +17,15 @@ from keras_vl.distribute.replica import (
     num_replicas_in_sync,
     replica_id,
 )
+from keras_vl.distribute.steps import all_finite, apply_if, with_train_log
 
 __all__ = [
+    "all_finite",
     "all_gather",
+    "apply_if",
     "local_batch_offset",
     "materialize_gradient",
     "num_replicas_in_sync",
     "replica_id",
+    "with_train_log",
 ]

@@ -16,6 +16,8 @@ from keras_vl.losses import (
     sigmoid_contrastive_loss,
     softmax_contrastive_loss,
 )
+from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.skip_non_finite_optimizer import SkipNonFiniteOptimizer
 
 LOSS_TYPES = ("softmax", "sigmoid")
 
@@ -50,6 +52,7 @@ class ContrastiveTraining:
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         global_clipnorm: float = 1.0,
+        skip_non_finite_steps: bool = True,
         **kwargs,
     ):
         """Configures training; `compile()` alone gives sensible defaults.
@@ -60,6 +63,11 @@ class ContrastiveTraining:
             learning_rate: Learning rate of the `"auto"` optimizer.
             weight_decay: Decoupled weight decay of the `"auto"` optimizer.
             global_clipnorm: Gradient clipping of the `"auto"` optimizer.
+            skip_non_finite_steps: Whether a step whose loss or any
+                gradient is NaN or infinite leaves the weights and the
+                optimizer's state untouched (see `SkipNonFiniteOptimizer`,
+                which then wraps the optimizer). `fit` logs the running
+                count of such steps as `skipped_steps`.
             **kwargs: Other `keras.Model.compile` arguments. The contrastive
                 loss is built in; a `loss` given here is added to it.
         """
@@ -69,7 +77,40 @@ class ContrastiveTraining:
                 weight_decay=weight_decay,
                 global_clipnorm=global_clipnorm,
             )
+        # A compile config saved with the option on holds the wrapper.
+        if isinstance(optimizer, SkipNonFiniteOptimizer):
+            optimizer = optimizer.inner_optimizer
+        if skip_non_finite_steps:
+            optimizer = SkipNonFiniteOptimizer(keras.optimizers.get(optimizer))
+        self.skip_non_finite_steps = skip_non_finite_steps
         super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config["skip_non_finite_steps"] = self.skip_non_finite_steps
+        return config
+
+    def compile_from_config(self, config):
+        """Compiles as the saved `get_compile_config()` says (Keras skips
+        models with a custom `compile`)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, *args):
+        """Keras's own step, whose update `SkipNonFiniteOptimizer` may drop;
+        its running count of dropped steps is logged as `skipped_steps`."""
+        if not isinstance(self.optimizer, SkipNonFiniteOptimizer):
+            return super().train_step(*args)
+        return distribute.with_train_log(
+            self,
+            super().train_step,
+            args,
+            "skipped_steps",
+            lambda: self.optimizer.skipped_steps,
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
@@ -140,7 +181,7 @@ def _positives_from_targets(y):
     return positive_mask(y)
 
 
-class ContrastiveModel(ContrastiveTraining, Task):
+class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
     """A task that trains paired image/text embeddings contrastively.
 
     Subclasses pass a backbone whose output is a dict with L2-normalised
@@ -290,6 +331,11 @@ class ContrastiveModel(ContrastiveTraining, Task):
         describes the rows of its own batch, so those rows must stay
         together. As in keras-hub (`keras.utils.pack_x_y_sample_weight`),
         a `sample_weight` without `y` is not used.
+
+        To resume an interrupted run exactly (e.g. with
+        `keras.callbacks.BackupAndRestore`), pass `shuffle=False` or a
+        dataset of your own: a restarted `fit` draws a new order for the
+        epochs it has left, not the one the first run would have drawn.
 
         Example:
 

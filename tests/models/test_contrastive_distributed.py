@@ -18,7 +18,8 @@ as on one device with the whole batch. Each scenario runs in a subprocess
 (the device layout must be fixed before the framework initialises) that
 imports this file and calls a `_report_*` function; the single-device
 reference is computed in the same subprocess first, from the same initial
-weights.
+weights. A batch with a NaN in one replica's rows is skipped by all
+replicas (no weight changes, `skipped_steps` 1).
 """
 
 import os
@@ -114,6 +115,28 @@ def _fit_one_step(loss, weights, positives=None):
     return logs, model.get_weights()
 
 
+def _nan_step(loss, weights):
+    """One step on a global batch with a NaN pixel in row 6, which only
+    the last replica holds: every replica must skip it."""
+    model = _tiny_clippo(loss)
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
+    data = _data()
+    data["images"] = data["images"].astype("float32")
+    data["images"][6, 0, 0, 0] = np.nan
+    history = model.fit(data, batch_size=GLOBAL_BATCH, shuffle=False, verbose=0)
+    return {
+        "skipped_steps": float(history.history["skipped_steps"][0]),
+        "unchanged": all(
+            np.array_equal(a, b)
+            for a, b in zip(weights, model.get_weights(), strict=True)
+        ),
+        "iterations": int(
+            keras.ops.convert_to_numpy(model.optimizer.iterations)
+        ),
+    }
+
+
 def _compare(names, initial, single, distributed):
     (single_logs, single_weights), (logs, weights) = single, distributed
     return {
@@ -147,6 +170,7 @@ def _report_jax_data_parallel(loss):
             )
             for k, p in cases.items()
         },
+        "nan_batch": _nan_step(loss, initial),
     }
 
 
@@ -164,6 +188,8 @@ def _report_tf_mirrored(loss):
         with strategy.scope():
             distributed = _fit_one_step(loss, initial, positives)
         report[case] = _compare(names, initial, single, distributed)
+    with strategy.scope():
+        report["nan_batch"] = _nan_step(loss, initial)
     return report
 
 
@@ -204,6 +230,12 @@ def _check(report, loss):
     # The positives change what the step does.
     logs = [report[case]["single_logs"] for case in ("diagonal", "positives")]
     assert abs(logs[0]["loss"] - logs[1]["loss"]) > 1e-3, logs
+    # A NaN in one replica's rows: all replicas skip the step together.
+    assert report["nan_batch"] == {
+        "skipped_steps": 1.0,
+        "unchanged": True,
+        "iterations": 0,
+    }, report["nan_batch"]
 
 
 def _check_case(report, loss):
@@ -215,6 +247,7 @@ def _check_case(report, loss):
             "loss",
             "i2t_accuracy",
             "t2i_accuracy",
+            "skipped_steps",
         }
     ), report
     np.testing.assert_allclose(

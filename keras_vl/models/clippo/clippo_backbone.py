@@ -8,6 +8,7 @@ from keras_hub.models import Backbone
 from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.ops import l2_normalize
 from keras_vl.utils.converted_presets import (
@@ -26,7 +27,7 @@ GLYPH_TABLE_ASSET = "assets/text_renderer/glyph_table.npz"
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ClippoBackbone(Backbone):
+class ClippoBackbone(FinitePresets, Backbone):
     """CLIPPO's one-tower model (big_vision `proj/clippo/one_tower.py`).
 
     A single ViT with a MAP head and an `out_dim` linear head embeds both
@@ -152,10 +153,17 @@ class ClippoBackbone(Backbone):
     def out_dim(self) -> int:
         return self.vision_encoder.output_dim
 
-    def save_to_preset(self, preset_dir, max_shard_size=10):
+    def save_to_preset(
+        self, preset_dir, max_shard_size=10, allow_non_finite: bool = False
+    ):
         """Saves config and weights, plus the renderer's glyph table as an
-        asset, so the preset renders text exactly as it was trained."""
-        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        asset, so the preset renders text exactly as it was trained.
+        Non-finite weights raise a ValueError unless `allow_non_finite`."""
+        super().save_to_preset(
+            preset_dir,
+            max_shard_size=max_shard_size,
+            allow_non_finite=allow_non_finite,
+        )
         asset_dir = os.path.join(preset_dir, os.path.dirname(GLYPH_TABLE_ASSET))
         os.makedirs(asset_dir, exist_ok=True)
         self.text_renderer.save_assets(asset_dir)

@@ -8,6 +8,7 @@ from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.patch_embedding import PatchEmbedding
 from keras_vl.layers.position_embedding import PositionEmbedding
 from keras_vl.layers.transformer_encoder import TransformerEncoder
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.limoe.limoe_moe_mlp import IMAGE, TEXT, LIMoEMoeMlp
 from keras_vl.ops import l2_normalize, pair
 
@@ -66,7 +67,7 @@ def moe_layer_indices(moe_layers, depth: int) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LIMoEBackbone(Backbone):
+class LIMoEBackbone(FinitePresets, Backbone):
     """LIMoE's shared transformer (Mustafa et al., NeurIPS 2022).
 
     Images are cut into patches (`PatchEmbedding`) and texts embedded

@@ -384,9 +384,9 @@ class LiT(ContrastiveModel):
         model: the image projection, the text tower and projection, the
         temperature `t` and bias `b`. Training it trains this model; only
         the locked image tower is skipped. It is compiled with a copy of
-        this model's optimizer configuration (its own optimizer state) and
-        returned as the same object on every call; recompile it to change
-        the optimizer.
+        this model's optimizer configuration (its own optimizer state, and
+        the same `skip_non_finite_steps`) and returned as the same object
+        on every call; recompile it to change the optimizer.
 
         Raises:
             ValueError: if the image tower is not locked (`lock[0] != "L"`).
@@ -402,7 +402,12 @@ class LiT(ContrastiveModel):
             optimizer = self.optimizer
             if optimizer is not None:
                 optimizer = type(optimizer).from_config(optimizer.get_config())
-            model.compile(optimizer=optimizer or "auto")
+            model.compile(
+                optimizer=optimizer or "auto",
+                skip_non_finite_steps=getattr(
+                    self, "skip_non_finite_steps", True
+                ),
+            )
             helpers["cached_features_model"] = model
         return helpers["cached_features_model"]
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 from keras_hub.models import Backbone
 
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.ops import l2_normalize
 
 IMAGE_POOLING_TYPES = ("auto", "avg", "max", "first", "none")
@@ -185,7 +186,7 @@ def _input_spec(encoder):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LiTBackbone(Backbone):
+class LiTBackbone(FinitePresets, Backbone):
     """LiT's two towers: an image model and a text model, each with an
     optional linear projection, embedding into one L2-normalised space.
 

@@ -10,12 +10,13 @@ from keras_vl.layers.transformer_encoder import (
     TransformerEncoder,
     encoder_size,
 )
+from keras_vl.models.finite_presets import FinitePresets
 
 TEXT_POOL_TYPES = ("last", "first", "mean", "max", "map")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class TextTransformer(Backbone):
+class TextTransformer(FinitePresets, Backbone):
     """Transformer text encoder of LiT / SigLIP (big_vision semantics).
 
     Token embedding (not scaled) plus a learned position embedding, the

@@ -13,6 +13,7 @@ from keras import ops
 from keras_hub.models import Seq2SeqLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
@@ -69,7 +70,7 @@ def _token_vit(vision: ViTBackbone) -> ViTBackbone:
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLI(Seq2SeqLM):
+class PaLI(FinitePresets, Seq2SeqLM):
     """PaLI task: image and prompt in, text out.
 
     Takes (and `fit` takes, as `x`) a dict of `images` `[B, H, W, 3]`

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 from keras_hub.models import Backbone
 
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_language_model import (
     PaLILanguageModel,
     seq2seq_inputs,
@@ -135,7 +136,7 @@ class PaLIEncoderInputs(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLIBackbone(Backbone):
+class PaLIBackbone(FinitePresets, Backbone):
     """PaLI: a ViT's tokens, projected to the language width, in front of
     the embedded prompt; an mT5 encoder reads them and an mT5 decoder
     attends to the result.

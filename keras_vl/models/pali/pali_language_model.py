@@ -28,6 +28,7 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
 )
 
 from keras_vl.layers import RMSNorm
+from keras_vl.models.finite_presets import FinitePresets
 
 # Added to the scores of masked positions (in float32).
 MASK_VALUE = -1e9
@@ -534,7 +535,7 @@ class MT5Stack(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLILanguageModel(Backbone):
+class PaLILanguageModel(FinitePresets, Backbone):
     """mT5's encoder-decoder, the language half of PaLI.
 
     As a model it maps token ids to the encoder's and decoder's last hidden

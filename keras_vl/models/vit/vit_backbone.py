@@ -11,13 +11,14 @@ from keras_vl.layers.transformer_encoder import (
     TransformerEncoder,
     encoder_size,
 )
+from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.ops import pair
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ViTBackbone(Backbone):
+class ViTBackbone(FinitePresets, Backbone):
     """Vision Transformer, faithful to big_vision's `models/vit.py`.
 
     Images `[B, H, W, C]` are cut into patches by a strided convolution, a

@@ -1,0 +1,82 @@
+"""Presets of keras_vl models hold finite weights."""
+
+import contextvars
+import warnings
+
+import keras
+import numpy as np
+
+# Set while a model saves itself: a task's check covers its backbone, which
+# keras-hub then saves through the backbone's own `save_to_preset`.
+_CHECKED = contextvars.ContextVar("keras_vl_preset_checked", default=False)
+
+
+class FinitePresets:
+    """Checks the weights of a backbone or task saved to or loaded from a
+    preset: all keras_vl backbones and tasks mix it in before their
+    keras-hub base class.
+
+    A NaN or an infinity in a preset is almost always a diverged run, and
+    goes unnoticed until every output is NaN. `save_to_preset` therefore
+    refuses such weights unless told otherwise, and `from_preset` warns
+    about them.
+    """
+
+    def save_to_preset(
+        self,
+        preset_dir: str,
+        max_shard_size: int | float | None = 10,
+        allow_non_finite: bool = False,
+    ) -> None:
+        """Saves the model to a preset directory.
+
+        Args:
+            preset_dir: The local preset directory.
+            max_shard_size: Maximum size in GB of each weights file, or
+                None for one file.
+            allow_non_finite: Whether to save weights holding NaN or
+                infinite values; by default that raises a ValueError
+                naming the variables.
+        """
+        if not (allow_non_finite or _CHECKED.get()):
+            paths = non_finite_weights(self)
+            if paths:
+                raise ValueError(
+                    f"Refusing to save {type(self).__name__} with non-finite "
+                    f"(NaN or infinite) weights: {_listing(paths)}. Pass "
+                    "`allow_non_finite=True` to save them anyway."
+                )
+        token = _CHECKED.set(True)
+        try:
+            super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        finally:
+            _CHECKED.reset(token)
+
+    @classmethod
+    def from_preset(cls, preset: str, *args, **kwargs):
+        """Loads a preset, warning if its weights hold NaN or infinity."""
+        model = super().from_preset(preset, *args, **kwargs)
+        paths = non_finite_weights(model)
+        if paths:
+            warnings.warn(
+                f"The weights of preset {preset!r} hold non-finite (NaN or "
+                f"infinite) values: {_listing(paths)}.",
+                stacklevel=2,
+            )
+        return model
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Paths of `model`'s floating-point weights holding NaN or infinity."""
+    return [
+        weight.path
+        for weight in model.weights
+        if "float" in weight.dtype
+        and not np.isfinite(keras.ops.convert_to_numpy(weight)).all()
+    ]
+
+
+def _listing(paths: list[str], limit: int = 10) -> str:
+    shown = ", ".join(paths[:limit])
+    more = len(paths) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
