@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import to_numpy
+from model_contract import tiny_vit_kwargs
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models import (
@@ -19,15 +20,13 @@ from keras_vl.models import (
 
 def tiny_vit():
     return ViTBackbone(
-        image_size=32,
-        patch_size=16,
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
-        pool_type="map",
-        num_classes=16,
-        head_zeroinit=False,
+        **tiny_vit_kwargs(
+            width=32,
+            mlp_dim=64,
+            pool_type="map",
+            num_classes=16,
+            head_zeroinit=False,
+        )
     )
 
 

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import to_numpy
+from model_contract import tiny_text_kwargs, tiny_vit_kwargs
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models import (
@@ -34,13 +35,7 @@ CAPTIONS = ["a red circle", "Ein blaues Quadrat", "un triangle vert", "星"]
 
 def tiny_vit(**kwargs):
     return ViTBackbone(
-        image_size=SIZE,
-        patch_size=16,
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
-        **kwargs,
+        **tiny_vit_kwargs(image_size=SIZE, width=32, mlp_dim=64, **kwargs)
     )
 
 
@@ -53,12 +48,9 @@ def tiny_clippo(model_cls=Clippo):
 def tiny_lit():
     """LiT fed model-ready images and token ids (no preprocessor)."""
     text = TextTransformer(
-        vocab_size=VOCAB,
-        sequence_length=LENGTH,
-        width=32,
-        depth=1,
-        num_heads=2,
-        mlp_dim=64,
+        **tiny_text_kwargs(
+            vocab_size=VOCAB, sequence_length=LENGTH, width=32, mlp_dim=64
+        )
     )
     backbone = LiTBackbone(
         tiny_vit(pool_type="gap"),
