@@ -56,6 +56,20 @@ def _dropout(layer: keras.layers.Dropout, x, training):
     return layer(x, training=True) if training and layer.rate > 0 else x
 
 
+def _eager_light(layer: keras.Layer, x):
+    """`layer(x)` for a bias-free float `Dense` or an `RMSNorm`, without
+    Keras's per-call machinery (name scopes, autocasting, masks): one
+    decoded token makes about 70 such calls, whose overhead on an eager
+    backend (torch) outweighs the token's matmuls. Quantized layers take
+    the usual path."""
+    if isinstance(layer, RMSNorm):
+        return layer.call(x)
+    if layer.quantization_mode is not None:
+        return layer(x)
+    dtype = layer.compute_dtype
+    return ops.matmul(ops.cast(x, dtype), ops.cast(layer.kernel, dtype))
+
+
 def seq2seq_inputs() -> dict:
     """Symbolic inputs of an encoder-decoder: token ids and padding masks
     of any length for both sides, under keras-hub's names."""
@@ -155,12 +169,12 @@ class MT5Attention(keras.layers.Layer):
         training=None,
     ):
         source = inputs if key_value_states is None else key_value_states
-        query = self._heads(self.query(inputs))
+        query = self._heads(_eager_light(self.query, inputs))
         if cache is not None and cache_index is None:
             key, value = cache[:, 0], cache[:, 1]
         else:
-            key = self._heads(self.key(source))
-            value = self._heads(self.value(source))
+            key = self._heads(_eager_light(self.key, source))
+            value = self._heads(_eager_light(self.value, source))
             if cache is not None:
                 start = [0, cache_index, 0, 0]
                 key = ops.slice_update(cache[:, 0], start, key)
@@ -178,7 +192,7 @@ class MT5Attention(keras.layers.Layer):
         x = ops.reshape(
             x, (batch_size, -1, self.num_heads * self.key_value_dim)
         )
-        return self.output_dense(x), cache
+        return _eager_light(self.output_dense, x), cache
 
     def get_config(self):
         config = super().get_config()
@@ -295,7 +309,7 @@ class MT5Block(keras.layers.Layer):
     ):
         x = inputs
         y, self_attention_cache = self.self_attention(
-            self.self_attention_norm(x),
+            _eager_light(self.self_attention_norm, x),
             bias=self_attention_bias,
             cache=self_attention_cache,
             cache_index=self_attention_cache_index,
@@ -304,7 +318,7 @@ class MT5Block(keras.layers.Layer):
         x = x + _dropout(self.dropout_layer, y, training)
         if self.is_decoder:
             y, cross_attention_cache = self.cross_attention(
-                self.cross_attention_norm(x),
+                _eager_light(self.cross_attention_norm, x),
                 key_value_states=encoder_outputs,
                 bias=cross_attention_bias,
                 cache=cross_attention_cache,
@@ -312,10 +326,12 @@ class MT5Block(keras.layers.Layer):
                 training=training,
             )
             x = x + _dropout(self.dropout_layer, y, training)
-        y = self.mlp_norm(x)
-        y = ops.gelu(self.mlp_gate(y), approximate=True) * self.mlp_linear(y)
+        y = _eager_light(self.mlp_norm, x)
+        y = ops.gelu(
+            _eager_light(self.mlp_gate, y), approximate=True
+        ) * _eager_light(self.mlp_linear, y)
         y = _dropout(self.dropout_layer, y, training)
-        y = self.mlp_output(y)
+        y = _eager_light(self.mlp_output, y)
         x = x + _dropout(self.dropout_layer, y, training)
         return x, self_attention_cache, cross_attention_cache
 
