@@ -176,10 +176,11 @@ class MT5Attention(keras.layers.Layer):
             key = self._heads(_eager_light(self.key, source))
             value = self._heads(_eager_light(self.value, source))
             if cache is not None:
-                start = [0, cache_index, 0, 0]
-                key = ops.slice_update(cache[:, 0], start, key)
-                value = ops.slice_update(cache[:, 1], start, value)
-                cache = ops.stack([key, value], axis=1)
+                # One update writes the new rows of both halves in place.
+                rows = ops.stack([key, value], axis=1)
+                start = [0, 0, cache_index, 0, 0]
+                cache = ops.slice_update(cache, start, rows)
+                key, value = cache[:, 0], cache[:, 1]
         scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
         scores = ops.cast(scores, "float32")
         if bias is not None:
