@@ -17,12 +17,12 @@ from keras_vl.losses import (
     softmax_contrastive_loss,
 )
 from keras_vl.models.finite_presets import FinitePresets
-from keras_vl.models.skip_non_finite_optimizer import SkipNonFiniteOptimizer
+from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
 
 LOSS_TYPES = ("softmax", "sigmoid")
 
 
-class ContrastiveTraining:
+class ContrastiveTraining(SkipsNonFiniteSteps):
     """Contrastive training for a Keras model with embedding outputs.
 
     Mixed into `ContrastiveModel` (and LiT's cached-feature model): the
@@ -77,40 +77,8 @@ class ContrastiveTraining:
                 weight_decay=weight_decay,
                 global_clipnorm=global_clipnorm,
             )
-        # A compile config saved with the option on holds the wrapper.
-        if isinstance(optimizer, SkipNonFiniteOptimizer):
-            optimizer = optimizer.inner_optimizer
-        if skip_non_finite_steps:
-            optimizer = SkipNonFiniteOptimizer(keras.optimizers.get(optimizer))
-        self.skip_non_finite_steps = skip_non_finite_steps
+        optimizer = self._skipping(optimizer, skip_non_finite_steps)
         super().compile(optimizer=optimizer, **kwargs)
-
-    def get_compile_config(self):
-        config = super().get_compile_config()
-        if config:
-            config["skip_non_finite_steps"] = self.skip_non_finite_steps
-        return config
-
-    def compile_from_config(self, config):
-        """Compiles as the saved `get_compile_config()` says (Keras skips
-        models with a custom `compile`)."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def train_step(self, *args):
-        """Keras's own step, whose update `SkipNonFiniteOptimizer` may drop;
-        its running count of dropped steps is logged as `skipped_steps`."""
-        if not isinstance(self.optimizer, SkipNonFiniteOptimizer):
-            return super().train_step(*args)
-        return distribute.with_train_log(
-            self,
-            super().train_step,
-            args,
-            "skipped_steps",
-            lambda: self.optimizer.skipped_steps,
-        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -1,4 +1,5 @@
-"""An optimizer wrapper that drops training steps with non-finite values."""
+"""Training steps with non-finite values, dropped: an optimizer wrapper and
+the model mixin that installs it."""
 
 import keras
 from keras import ops
@@ -46,16 +47,20 @@ class SkipNonFiniteOptimizer(keras.optimizers.Optimizer):
     ):
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
+        # Made with the optimizer, as its `iterations` are, so that a saved
+        # optimizer has it whether or not it was built (setting it as an
+        # attribute tracks it). All replicas take the same decision: one
+        # copy of the count.
+        with keras.name_scope(self.name, caller=self):
+            self.skipped_steps = keras.Variable(
+                0,
+                name="skipped_steps",
+                dtype="int",
+                trainable=False,
+                aggregation="only_first_replica",
+            )
 
     def build(self, var_list):
-        # All replicas take the same decision, so one copy of the count.
-        self.skipped_steps = self.add_variable(
-            shape=(),
-            dtype="int",
-            initializer="zeros",
-            aggregation="only_first_replica",
-            name="skipped_steps",
-        )
         self.inner_optimizer.build(var_list)
         super().build(var_list)
 
@@ -141,3 +146,51 @@ class SkipNonFiniteOptimizer(keras.optimizers.Optimizer):
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner, **config)
+
+
+class SkipsNonFiniteSteps:
+    """Mixed into a Keras model whose `compile` takes
+    `skip_non_finite_steps`: wraps the optimizer in a
+    `SkipNonFiniteOptimizer`, keeps the option in the compile config, and
+    logs the running count of dropped steps as `skipped_steps` in `fit`.
+
+    The model's `compile` resolves its optimizer, passes it through
+    `_skipping(optimizer, skip_non_finite_steps)` and compiles with the
+    result.
+    """
+
+    def _skipping(self, optimizer, skip_non_finite_steps: bool):
+        # A compile config saved with the option on holds the wrapper.
+        if isinstance(optimizer, SkipNonFiniteOptimizer):
+            optimizer = optimizer.inner_optimizer
+        self.skip_non_finite_steps = skip_non_finite_steps
+        if not skip_non_finite_steps:
+            return optimizer
+        return SkipNonFiniteOptimizer(keras.optimizers.get(optimizer))
+
+    def get_compile_config(self) -> dict:
+        config = super().get_compile_config()
+        if config:
+            config["skip_non_finite_steps"] = self.skip_non_finite_steps
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compiles as the saved `get_compile_config()` says (Keras skips
+        models with a custom `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            # The optimizer's variables, for the saved ones to load into.
+            self.optimizer.build(self.trainable_variables)
+
+    def train_step(self, *args):
+        """Keras's own step, whose update `SkipNonFiniteOptimizer` may drop;
+        its running count of dropped steps is logged as `skipped_steps`."""
+        if not isinstance(self.optimizer, SkipNonFiniteOptimizer):
+            return super().train_step(*args)
+        return distribute.with_train_log(
+            self,
+            super().train_step,
+            args,
+            "skipped_steps",
+            lambda: self.optimizer.skipped_steps,
+        )

@@ -17,6 +17,7 @@ from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
+from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 # mT5 starts decoding from, and pads with, token 0.
@@ -70,7 +71,7 @@ def _token_vit(vision: ViTBackbone) -> ViTBackbone:
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLI(FinitePresets, Seq2SeqLM):
+class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
     """PaLI task: image and prompt in, text out.
 
     Takes (and `fit` takes, as `x`) a dict of `images` `[B, H, W, 3]`
@@ -199,6 +200,7 @@ class PaLI(FinitePresets, Seq2SeqLM):
         *,
         weighted_metrics="auto",
         sampler="top_k",
+        skip_non_finite_steps: bool = True,
         **kwargs,
     ):
         """Configures training and generation.
@@ -211,6 +213,10 @@ class PaLI(FinitePresets, Seq2SeqLM):
             sampler: A keras-hub sampler name (`"greedy"`, `"beam"`,
                 `"top_k"`, `"top_p"`, `"random"`, `"contrastive"`) or a
                 `keras_hub.samplers.Sampler`.
+            skip_non_finite_steps: Whether a step whose loss or any
+                gradient is NaN or infinite leaves the weights and the
+                optimizer's state untouched (see `SkipNonFiniteOptimizer`);
+                `fit` logs the running count as `skipped_steps`.
             **kwargs: Passed to `keras.Model.compile`.
         """
         try:
@@ -225,6 +231,9 @@ class PaLI(FinitePresets, Seq2SeqLM):
                 "'beam', 'top_k', 'top_p', 'random') or a "
                 f"keras_hub.samplers.Sampler. Received: sampler={sampler!r}"
             )
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(2e-5)
+        optimizer = self._skipping(optimizer, skip_non_finite_steps)
         if loss == "auto":
             loss = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True, reduction="mean_with_sample_weight"
@@ -238,23 +247,12 @@ class PaLI(FinitePresets, Seq2SeqLM):
         )
 
     def get_compile_config(self) -> dict:
-        """Keras's compile config plus the sampler, so that a `.keras` file
+        """The compile config plus the sampler, so that a `.keras` file
         reloads compiled as it was saved."""
         config = super().get_compile_config()
         if config and getattr(self, "sampler", None) is not None:
             config["sampler"] = keras_hub.samplers.serialize(self.sampler)
         return config
-
-    def compile_from_config(self, config: dict) -> None:
-        config = dict(config)
-        sampler = config.pop("sampler", None)
-        config = keras.saving.deserialize_keras_object(config)
-        if sampler is not None:
-            config["sampler"] = keras_hub.samplers.deserialize(sampler)
-        self.compile(**config)
-        if self.built:
-            # The optimizer's variables, for the saved ones to load into.
-            self.optimizer.build(self.trainable_variables)
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

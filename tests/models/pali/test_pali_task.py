@@ -7,6 +7,7 @@ import warnings
 import keras
 import keras_hub
 import numpy as np
+from conftest import to_numpy
 from model_contract import ContractTestCase
 from pali_fixtures import tiny_backbone, tiny_language
 
@@ -63,7 +64,10 @@ class PaLITaskContractTest(ContractTestCase):
             warnings.simplefilter("error", UserWarning)
             loaded = keras.saving.load_model(path)
         assert isinstance(loaded.sampler, keras_hub.samplers.BeamSampler)
-        assert isinstance(loaded.optimizer, keras.optimizers.SGD)
+        assert loaded.skip_non_finite_steps
+        assert isinstance(
+            loaded.optimizer.inner_optimizer, keras.optimizers.SGD
+        )
         np.testing.assert_allclose(
             float(loaded.optimizer.learning_rate), 0.1, rtol=1e-6
         )
@@ -85,3 +89,26 @@ def test_fit_on_raw_data_then_generate_the_answers():
         max_length=8,
     )
     assert answers == list(batch["responses"])
+
+
+def test_nan_images_skip_the_step():
+    """A batch with NaN pixels changes no weight and no optimizer state;
+    `fit` counts it in `skipped_steps`, and a clean batch then trains."""
+    backbone, preprocessor = tiny_task_parts(seed=2)
+    model = PaLI(backbone, compile=False)  # fed model-ready batches
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), sampler="greedy")
+    x, y, sample_weight = preprocessor(raw_batch(size=4, seed=4))
+    model.fit(x, y, sample_weight=sample_weight, verbose=0)
+    inner = model.optimizer.inner_optimizer
+    weights = [to_numpy(v) for v in model.weights]
+    state = [to_numpy(v) for v in inner.variables]
+    poisoned = dict(x, images=np.full_like(to_numpy(x["images"]), np.nan))
+    history = model.fit(poisoned, y, sample_weight=sample_weight, verbose=0)
+    assert history.history["skipped_steps"] == [1.0]
+    for old, new in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(old, to_numpy(new))
+    for old, new in zip(state, inner.variables, strict=True):
+        np.testing.assert_array_equal(old, to_numpy(new))
+    history = model.fit(x, y, sample_weight=sample_weight, verbose=0)
+    assert history.history["skipped_steps"] == [1.0]
+    assert int(model.optimizer.iterations) == 2
