@@ -25,6 +25,7 @@ from keras_vl.convert import checkpoint, huggingface
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "red", "blue", "circle"]
 TEXTS = ["a red circle", "a blue circle"]
+PALI_VOCAB = 16
 
 
 class TinyModels:
@@ -82,6 +83,27 @@ class TinyModels:
         return models.LIMoE(backbone, preprocessor)
 
     @functools.cached_property
+    def pali(self):
+        vision = models.ViTBackbone(
+            image_size=16,
+            patch_size=8,
+            width=16,
+            depth=1,
+            num_heads=2,
+            pool_type="none",
+        )
+        language = models.PaLILanguageModel(
+            vocabulary_size=PALI_VOCAB,
+            hidden_dim=16,
+            intermediate_dim=32,
+            num_heads=2,
+            num_encoder_layers=1,
+            num_decoder_layers=1,
+        )
+        backbone = models.PaLIBackbone(vision, language, max_encoder_length=8)
+        return models.PaLI(backbone, compile=False)
+
+    @functools.cached_property
     def compiled_clippo(self):
         model = self.clippo
         model.compile()
@@ -90,6 +112,15 @@ class TinyModels:
 
 def pairs(images=2, texts=2):
     return {"images": random_pixels(images), "texts": (TEXTS * 4)[:texts]}
+
+
+def pali_inputs(rows=1, token=1, **overrides):
+    return {
+        "images": np.zeros((rows, 16, 16, 3), "float32"),
+        "encoder_token_ids": np.full((rows, 4), token, "int32"),
+        "encoder_padding_mask": np.ones((rows, 4), bool),
+        **overrides,
+    }
 
 
 def embeddings(rows=2, dim=4):
@@ -442,7 +473,60 @@ CASES = [
         TypeError,
         "texts",
     ),
+    (
+        "pali_wrong_backbone",
+        lambda m: models.PaLI(m.vit),
+        TypeError,
+        "backbone",
+    ),
+    (
+        "pali_unknown_sampler",
+        lambda m: m.pali.compile(sampler="psychic"),
+        ValueError,
+        "sampler",
+    ),
+    (
+        "pali_generate_max_length_zero",
+        lambda m: m.pali.generate(pali_inputs(), max_length=0),
+        ValueError,
+        "max_length",
+    ),
+    (
+        "pali_generate_inputs_not_a_dict",
+        lambda m: m.pali.generate([1, 2], max_length=4),
+        TypeError,
+        "inputs",
+    ),
+    (
+        "pali_generate_inputs_missing_images",
+        lambda m: m.pali.generate(
+            {"encoder_token_ids": np.ones((1, 4), "int32")}, max_length=4
+        ),
+        ValueError,
+        "images",
+    ),
+    (
+        "pali_generate_token_ids_out_of_vocabulary",
+        lambda m: m.pali.generate(pali_inputs(token=PALI_VOCAB), max_length=4),
+        ValueError,
+        "encoder_token_ids",
+    ),
+    (
+        "pali_generate_rows_mismatch",
+        lambda m: m.pali.generate(
+            pali_inputs(2, images=np.zeros((3, 16, 16, 3), "float32")),
+            max_length=4,
+        ),
+        ValueError,
+        "images",
+    ),
     # --- preprocessors ---
+    (
+        "pali_preprocessor_not_a_tokenizer",
+        lambda m: models.PaLIPreprocessor(object()),
+        TypeError,
+        "tokenizer",
+    ),
     (
         "clippo_preprocessor_batch_mismatch",
         lambda m: m.clippo.preprocessor(pairs(3, 2)),
@@ -668,3 +752,12 @@ def test_bad_input_raises_a_clear_error(tiny, call, error, name):
     # Raised by keras_vl (or Python) itself, not a backend's internals.
     module = type(raised.value).__module__.split(".")[0]
     assert module in ("builtins", "keras_vl"), raised.value
+
+
+def test_fit_warns_when_only_the_last_batch_is_one_pair(tiny, monkeypatch):
+    # The check runs before training, which is not needed here.
+    monkeypatch.setattr(keras_hub.models.Task, "fit", lambda *a, **k: None)
+    with pytest.warns(UserWarning, match="single pair"):
+        tiny.compiled_clippo.fit(pairs(3, 3), batch_size=2, verbose=0)
+    with pytest.warns(UserWarning, match="single pair"):
+        tiny.compiled_clippo.fit(pairs(5, 5), batch_size=4, shuffle=False)
