@@ -104,6 +104,12 @@ class TinyModels:
         return models.PaLI(backbone, compile=False)
 
     @functools.cached_property
+    def compiled_lit(self):
+        model = self.lit
+        model.compile()
+        return model
+
+    @functools.cached_property
     def compiled_clippo(self):
         model = self.clippo
         model.compile()
@@ -635,6 +641,27 @@ CASES = [
         ),
         ValueError,
         "y",
+    ),
+    (
+        "lit_fit_token_ids_out_of_vocabulary",
+        lambda m: m.compiled_lit.fit(
+            {"images": random_pixels(2), "texts": np.full((2, 3), 99)},
+            verbose=0,
+        ),
+        ValueError,
+        "texts",
+    ),
+    (
+        "lit_evaluate_batch_size_one",
+        lambda m: m.compiled_lit.evaluate(pairs(), batch_size=1, verbose=0),
+        ValueError,
+        "batch_size",
+    ),
+    (
+        "limoe_predict_image_text_mismatch",
+        lambda m: m.limoe.predict(pairs(2, 3), verbose=0),
+        ValueError,
+        "texts",
     ),
     # --- evaluation ---
     (
