@@ -334,6 +334,12 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         together. As in keras-hub (`keras.utils.pack_x_y_sample_weight`),
         a `sample_weight` without `y` is not used.
 
+        In-memory inputs are checked before anything runs: the entries of
+        a dict must have the same number of rows and integer token ids
+        must index the text tower's vocabulary (a ValueError otherwise).
+        Batches of a single pair, which have no negatives, raise a
+        ValueError; a last batch of one pair warns.
+
         To resume an interrupted run exactly (e.g. with
         `keras.callbacks.BackupAndRestore`), pass `shuffle=False` or a
         dataset of your own: a restarted `fit` draws a new order for the

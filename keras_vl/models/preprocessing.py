@@ -196,12 +196,15 @@ def check_token_ids(token_ids, vocabulary_size: int, name: str) -> None:
 
 def _eager_values(x):
     """`x`'s values as a flat numpy array, or None if they are symbolic."""
+    if isinstance(x, np.ndarray):
+        return x.ravel()
     if tf is not None and isinstance(x, tf.RaggedTensor):
         x = x.flat_values
     if tf is not None and tf.is_tensor(x):
-        if not hasattr(x, "numpy"):  # A symbolic tf.Tensor.
+        try:
+            return x.numpy().ravel()
+        except (AttributeError, NotImplementedError):  # Symbolic.
             return None
-        return x.numpy().ravel()
     if isinstance(x, list | tuple) and any(
         isinstance(row, list | tuple | np.ndarray) for row in x
     ):  # Ragged rows.
@@ -209,6 +212,8 @@ def _eager_values(x):
         if any(part is None for part in parts):
             return None
         return np.concatenate(parts) if parts else np.zeros(0, "int64")
+    if isinstance(x, list | tuple):
+        return np.asarray(x).ravel()
     try:
         return np.asarray(keras.ops.convert_to_numpy(x)).ravel()
     except Exception:  # A symbolic tensor of another backend.
