@@ -357,6 +357,38 @@ CASES = [
         ValueError,
         "vocabulary_size",
     ),
+    (
+        "lit_backbone_text_encoder_str",
+        lambda m: models.LiTBackbone(m.vit, "bert"),
+        TypeError,
+        "text_encoder",
+    ),
+    (
+        "lit_backbone_negative_projection",
+        lambda m: models.LiTBackbone(
+            m.vit,
+            models.TextTransformer(**tiny_text_kwargs()),
+            image_projection_dim=-3,
+        ),
+        ValueError,
+        "image_projection_dim",
+    ),
+    (
+        "pali_backbone_pooled_vision",
+        lambda m: models.PaLIBackbone(m.vit, m.pali.backbone.language_model),
+        ValueError,
+        "vision",
+    ),
+    (
+        "pali_backbone_encoder_shorter_than_image",
+        lambda m: models.PaLIBackbone(
+            m.pali.backbone.vision,
+            m.pali.backbone.language_model,
+            max_encoder_length=2,
+        ),
+        ValueError,
+        "max_encoder_length",
+    ),
     # --- tasks ---
     (
         "clippo_unknown_loss",

@@ -9,14 +9,14 @@ import warnings
 import keras
 import numpy as np
 
-from keras_vl.models.preset_files import PresetError, check_preset_files
+from keras_vl.models.preset_files import CheckedPresetFiles, PresetError
 
 # Set while a model saves itself: a task's check covers its backbone, which
 # keras-hub then saves through the backbone's own `save_to_preset`.
 _CHECKED = contextvars.ContextVar("keras_vl_preset_checked", default=False)
 
 
-class FinitePresets:
+class FinitePresets(CheckedPresetFiles):
     """Checks the weights of a backbone or task saved to or loaded from a
     preset: all keras_vl backbones and tasks mix it in before their
     keras-hub base class.
@@ -65,7 +65,6 @@ class FinitePresets:
         `check_preset_files`); a weights file that does not fit the model
         raises a `PresetError` naming it.
         """
-        check_preset_files(preset)
         model = super().from_preset(preset, *args, **kwargs)
         paths = non_finite_weights(model)
         if paths:

@@ -28,6 +28,17 @@ class PresetError(ValueError):
     """A preset file is malformed or names something it may not."""
 
 
+class CheckedPresetFiles:
+    """Mixed in before a keras-hub class (by way of `FinitePresets` for
+    backbones and tasks, directly for preprocessors): `from_preset` checks
+    a local preset's files before keras-hub reads them."""
+
+    @classmethod
+    def from_preset(cls, preset: str, *args, **kwargs):
+        check_preset_files(preset)
+        return super().from_preset(preset, *args, **kwargs)
+
+
 def check_preset_files(preset: Any) -> None:
     """Checks a local preset directory's configs and assets.
 

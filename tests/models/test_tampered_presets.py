@@ -192,9 +192,10 @@ def test_untampered_preset_loads(saved):
     assert isinstance(Clippo.from_preset(str(saved / "clippo")), Clippo)
 
 
-def test_errors_are_preset_errors(saved, tmp_path):
+@pytest.mark.parametrize("cls", [ClippoBackbone, ClippoPreprocessor])
+def test_backbones_and_preprocessors_check_too(saved, tmp_path, cls):
     preset = tmp_path / "preset"
     shutil.copytree(saved / "clippo", preset)
-    edit_json("config.json", name_class("os", "system"))(preset)
-    with pytest.raises(PresetError):
-        ClippoBackbone.from_preset(str(preset))
+    edit_json("preprocessor.json", name_class("os", "system"))(preset)
+    with pytest.raises(PresetError, match=r"preprocessor\.json"):
+        cls.from_preset(str(preset))
