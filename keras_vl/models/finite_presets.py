@@ -102,6 +102,12 @@ def _naming_weights_file(filepath, model):
         ) from error
 
 
+def saving_preset() -> bool:
+    """Whether a keras_vl model is saving itself to a preset right now
+    (so that `get_config` can leave out what travels as an asset)."""
+    return _CHECKED.get()
+
+
 def non_finite_weights(model: keras.Model) -> list[str]:
     """Paths of `model`'s floating-point weights holding NaN or infinity."""
     return [

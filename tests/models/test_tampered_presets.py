@@ -199,3 +199,20 @@ def test_backbones_and_preprocessors_check_too(saved, tmp_path, cls):
     edit_json("preprocessor.json", name_class("os", "system"))(preset)
     with pytest.raises(PresetError, match=r"preprocessor\.json"):
         cls.from_preset(str(preset))
+
+
+def test_renderer_built_from_a_path_saves_a_loadable_preset(tmp_path):
+    # The glyph table travels as an asset; its path on this machine, which
+    # a loaded preset would refuse, stays out of the preset's configs.
+    from keras_vl.utils.glyph_table import GlyphTable
+
+    rows = np.zeros((2, 16), np.uint16)
+    rows[1] = 0xFFFF
+    table = GlyphTable(np.array([ord("a")], np.int32), rows, source="tiny")
+    table.save(tmp_path / "glyphs.npz")
+    vit = ViTBackbone(**tiny_vit_kwargs(pool_type="map", num_classes=8))
+    renderer = TextRenderer(image_size=32, glyph_table=tmp_path / "glyphs.npz")
+    model = Clippo(ClippoBackbone(vit, renderer), ClippoPreprocessor(32, 8))
+    model.save_to_preset(str(tmp_path / "preset"))
+    restored = Clippo.from_preset(str(tmp_path / "preset"))
+    assert restored.backbone.text_renderer.glyph_table.num_glyphs == 1
