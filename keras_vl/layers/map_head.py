@@ -36,6 +36,11 @@ class MAPHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        for name, value in (("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+            if int(value) < 1:
+                raise ValueError(
+                    f"`{name}` must be >= 1. Received: {name}={value!r}"
+                )
         self.num_heads = int(num_heads)
         self.mlp_dim = int(mlp_dim)
         self.layer_norm_epsilon = float(layer_norm_epsilon)

@@ -36,6 +36,15 @@ class MlpBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if int(mlp_dim) < 1:
+            raise ValueError(
+                f"`mlp_dim` must be >= 1. Received: mlp_dim={mlp_dim!r}"
+            )
+        if not 0.0 <= float(dropout_rate) < 1.0:
+            raise ValueError(
+                "`dropout_rate` must be in [0, 1). Received: "
+                f"dropout_rate={dropout_rate!r}"
+            )
         self.mlp_dim = int(mlp_dim)
         self.dropout_rate = float(dropout_rate)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

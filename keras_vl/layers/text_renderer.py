@@ -280,7 +280,7 @@ class TextRenderer(keras.layers.Layer):
         TextRenderer().codepoints(["Hi", "a"])  # [[104, 105], [97, -1]]
         ```
         """
-        strings, _ = _as_string_list(texts)
+        strings, _ = _as_string_list(texts, "texts")
         return _encode(strings, self.max_chars, self.lower)
 
     # ------------------------------------------------------------------
@@ -569,6 +569,7 @@ def render_text(
     images.shape  # (1, 224, 224, 3)
     ```
     """
+    _as_string_list(texts, "texts")  # Errors name this argument.
     try:
         key = tuple(sorted(config.items()))
         hash(key)
@@ -613,14 +614,17 @@ def _is_string_input(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype.kind in "USO"
 
 
-def _as_string_list(texts) -> tuple[list[str | bytes], bool]:
-    """Returns (list of str/bytes, whether the input was a scalar)."""
+def _as_string_list(
+    texts, name: str = "inputs"
+) -> tuple[list[str | bytes], bool]:
+    """Returns (list of str/bytes, whether the input was a scalar); errors
+    name the argument `name`."""
     if isinstance(texts, str | bytes):
         return [texts], True
     if is_tf_tensor(texts):
         if texts.dtype.name != "string":
             raise TypeError(
-                f"`inputs` must be strings, got a tf tensor of {texts.dtype}"
+                f"`{name}` must be strings, got a tf tensor of {texts.dtype}"
             )
         texts = texts.numpy()
         if isinstance(texts, bytes):
@@ -628,11 +632,11 @@ def _as_string_list(texts) -> tuple[list[str | bytes], bool]:
     if isinstance(texts, np.ndarray):
         if texts.dtype.kind not in "USO":
             raise TypeError(
-                f"`inputs` must be strings, got an array of {texts.dtype}"
+                f"`{name}` must be strings, got an array of {texts.dtype}"
             )
         if texts.ndim > 1:
             raise ValueError(
-                "`inputs` strings must be a scalar or a 1-D batch, got "
+                f"`{name}` strings must be a scalar or a 1-D batch, got "
                 f"shape {texts.shape}"
             )
         scalar = texts.ndim == 0
@@ -641,13 +645,13 @@ def _as_string_list(texts) -> tuple[list[str | bytes], bool]:
         scalar = False
     else:
         raise TypeError(
-            "`inputs` must be strings (str/bytes, a list of them, a string "
+            f"`{name}` must be strings (str/bytes, a list of them, a string "
             f"array) or an integer code point tensor, got {type(texts)}"
         )
     for text in texts:
         if not isinstance(text, str | bytes):
             raise TypeError(
-                "`inputs` must contain only strings (str or UTF-8 bytes), "
+                f"`{name}` must contain only strings (str or UTF-8 bytes), "
                 f"got an element of type {type(text).__name__}: {text!r}"
             )
     return list(texts), scalar

@@ -15,6 +15,7 @@ from keras_vl.models.pali.pali import PaLI
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
+from keras_vl.models.preset_files import PresetError
 from keras_vl.models.skip_non_finite_optimizer import SkipNonFiniteOptimizer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
@@ -33,6 +34,7 @@ __all__ = [
     "PaLIBackbone",
     "PaLILanguageModel",
     "PaLIPreprocessor",
+    "PresetError",
     "SkipNonFiniteOptimizer",
     "TextTransformer",
     "ViTBackbone",

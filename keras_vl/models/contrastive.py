@@ -1,6 +1,7 @@
 """The contrastive Task base shared by CLIPPO, LiT and LIMoE."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -17,6 +18,7 @@ from keras_vl.losses import (
     softmax_contrastive_loss,
 )
 from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.preprocessing import check_same_rows, check_token_ids
 from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
 
 LOSS_TYPES = ("softmax", "sigmoid")
@@ -300,6 +302,12 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         together. As in keras-hub (`keras.utils.pack_x_y_sample_weight`),
         a `sample_weight` without `y` is not used.
 
+        In-memory inputs are checked before anything runs: the entries of
+        a dict must have the same number of rows and integer token ids
+        must index the text tower's vocabulary (a ValueError otherwise).
+        Batches of a single pair, which have no negatives, raise a
+        ValueError; a last batch of one pair warns.
+
         To resume an interrupted run exactly (e.g. with
         `keras.callbacks.BackupAndRestore`), pass `shuffle=False` or a
         dataset of your own: a restarted `fit` draws a new order for the
@@ -313,11 +321,13 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
                   epochs=3)  # each epoch draws new batches
         ```
         """
+        self._check_inputs(x)
         if shuffle is True and y is None and _in_memory(x):
             if validation_split and validation_data is None:
                 x, held_out = _split_last(x, validation_split)
                 validation_data = (held_out,)
             batch_size = batch_size or 32
+            _check_pairs_per_batch(x, batch_size)
             x = _batches((x, None, None), batch_size, shuffle=True)
             if _in_memory(validation_data):
                 validation_data = _batches(
@@ -326,6 +336,8 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
                 )
             sample_weight = batch_size = validation_split = None
             shuffle = False  # Done; Keras would warn that it ignores it.
+        elif _in_memory(x):
+            _check_pairs_per_batch(x, batch_size or 32)
         return super().fit(
             x,
             y,
@@ -336,6 +348,37 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             validation_data=validation_data,
             **kwargs,
         )
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        """`keras.Model.evaluate`, checking in-memory inputs first (as
+        `fit` does)."""
+        self._check_inputs(x)
+        if _in_memory(x):
+            _check_pairs_per_batch(x, batch_size or 32)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        """`keras.Model.predict`, checking in-memory inputs first (as
+        `fit` does)."""
+        self._check_inputs(x)
+        return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def _check_inputs(self, x) -> None:
+        """Checks in-memory inputs before any backend or `tf.data` sees
+        them: every entry of a dict has one row per example, and integer
+        token ids index the text tower's vocabulary."""
+        if not isinstance(x, dict) or not _in_memory(x):
+            return
+        columns = _as_columns(x)
+        check_same_rows(columns, "x")
+        for key in ("texts", "token_ids"):
+            if key in columns:
+                self._check_token_ids(columns[key], f"x[{key!r}]")
+
+    def _check_token_ids(self, token_ids, name: str) -> None:
+        vocabulary_size = getattr(self.backbone, "text_vocabulary_size", None)
+        if vocabulary_size:
+            check_token_ids(token_ids, vocabulary_size, name)
 
     # --- Inference ---------------------------------------------------------
     # A task says how it encodes each modality (`encode_images`,
@@ -440,6 +483,26 @@ def _in_memory(data) -> bool:
     return bool(leaves) and all(
         hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves
     )
+
+
+def _check_pairs_per_batch(x, batch_size: int) -> None:
+    """A contrastive batch takes its negatives from its other rows: one
+    pair alone has a loss of 0 and an accuracy of 1, and learns nothing.
+    Raises if every batch would be one pair; warns if only the last is."""
+    rows = len(keras.tree.flatten(_as_columns(x))[0])
+    if rows == 1 or batch_size == 1:
+        raise ValueError(
+            "A contrastive batch needs at least 2 image-text pairs (the "
+            f"other rows are its negatives). Received batch_size="
+            f"{batch_size} for {rows} rows of `x`."
+        )
+    if rows % batch_size == 1:
+        warnings.warn(
+            f"The last batch holds a single pair ({rows} rows of `x` in "
+            f"batches of batch_size={batch_size}): it has no negatives and "
+            "teaches nothing. Choose a batch_size that leaves 0 or >= 2.",
+            stacklevel=3,
+        )
 
 
 def _as_columns(data):

@@ -1,17 +1,22 @@
-"""Presets of keras_vl models hold finite weights."""
+"""Presets of keras_vl models hold finite weights, and files that are what
+they claim (see `preset_files`)."""
 
+import contextlib
 import contextvars
+import os
 import warnings
 
 import keras
 import numpy as np
+
+from keras_vl.models.preset_files import CheckedPresetFiles, PresetError
 
 # Set while a model saves itself: a task's check covers its backbone, which
 # keras-hub then saves through the backbone's own `save_to_preset`.
 _CHECKED = contextvars.ContextVar("keras_vl_preset_checked", default=False)
 
 
-class FinitePresets:
+class FinitePresets(CheckedPresetFiles):
     """Checks the weights of a backbone or task saved to or loaded from a
     preset: all keras_vl backbones and tasks mix it in before their
     keras-hub base class.
@@ -54,7 +59,12 @@ class FinitePresets:
 
     @classmethod
     def from_preset(cls, preset: str, *args, **kwargs):
-        """Loads a preset, warning if its weights hold NaN or infinity."""
+        """Loads a preset, warning if its weights hold NaN or infinity.
+
+        A local preset's configs and assets are checked first (see
+        `check_preset_files`); a weights file that does not fit the model
+        raises a `PresetError` naming it.
+        """
         model = super().from_preset(preset, *args, **kwargs)
         paths = non_finite_weights(model)
         if paths:
@@ -64,6 +74,38 @@ class FinitePresets:
                 stacklevel=2,
             )
         return model
+
+    def load_weights(self, filepath, *args, **kwargs):
+        """`keras.Model.load_weights`; a file that is unreadable or does
+        not fit the model raises a `PresetError` naming it."""
+        with _naming_weights_file(filepath, self):
+            return super().load_weights(filepath, *args, **kwargs)
+
+    def load_task_weights(self, filepath):
+        """keras-hub's `Task.load_task_weights`, with errors naming the
+        file as `load_weights` does."""
+        with _naming_weights_file(filepath, self):
+            return super().load_task_weights(filepath)
+
+
+@contextlib.contextmanager
+def _naming_weights_file(filepath, model):
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as error:
+        raise PresetError(
+            f"Weights file {os.fspath(filepath)!r} does not fit "
+            f"{type(model).__name__} (truncated, or saved from another "
+            f"configuration): {error}"
+        ) from error
+
+
+def saving_preset() -> bool:
+    """Whether a keras_vl model is saving itself to a preset right now
+    (so that `get_config` can leave out what travels as an asset)."""
+    return _CHECKED.get()
 
 
 def non_finite_weights(model: keras.Model) -> list[str]:

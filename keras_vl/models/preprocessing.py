@@ -4,6 +4,9 @@ These run inside `tf.data` pipelines (and eagerly), so they use TensorFlow
 whatever the Keras backend.
 """
 
+import keras
+import numpy as np
+
 try:
     import tensorflow as tf
 except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
@@ -126,3 +129,112 @@ def special_token_id(tokenizer, attributes, tokens) -> int | None:
         except (KeyError, ValueError, TypeError):
             continue
     return None
+
+
+def check_same_rows(columns: dict, name: str) -> int:
+    """Checks that the columns of one input pair up row by row.
+
+    Args:
+        columns: Arrays (or lists) by key, each with one row per example.
+        name: The argument that holds them, for the error message.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        ValueError: if the columns hold different numbers of rows.
+
+    Example:
+
+    ```python
+    check_same_rows({"images": images, "texts": captions}, "x")
+    ```
+    """
+    rows = {key: len(column) for key, column in columns.items()}
+    if len(set(rows.values())) > 1:
+        counts = ", ".join(f"{n} {key!r}" for key, n in rows.items())
+        raise ValueError(
+            f"The entries of `{name}` must have the same number of rows "
+            f"(one per example). Received {counts}."
+        )
+    return next(iter(rows.values()), 0)
+
+
+def check_token_ids(token_ids, vocabulary_size: int, name: str) -> None:
+    """Checks eagerly that token ids index a vocabulary of the given size.
+
+    An id outside `[0, vocabulary_size)` is silently clamped by JAX's
+    gather, an IndexError on torch and an InvalidArgumentError on
+    TensorFlow; this raises the same error on every backend. Symbolic
+    tensors (inside `tf.data` or a traced function) are not checked.
+
+    Args:
+        token_ids: Integer ids: an array, a tensor, or (ragged) lists.
+        vocabulary_size: Ids the text tower embeds.
+        name: The argument that holds them, for the error message.
+
+    Raises:
+        ValueError: if an id is negative or `>= vocabulary_size`.
+
+    Example:
+
+    ```python
+    check_token_ids([[5, 2], [7]], vocabulary_size=8, name="texts")
+    ```
+    """
+    values = _eager_values(token_ids)
+    if values is None or values.size == 0 or values.dtype.kind not in "iu":
+        return
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocabulary_size:
+        bad = low if low < 0 else high
+        raise ValueError(
+            f"`{name}` holds token id {bad}, outside the vocabulary "
+            f"[0, {vocabulary_size})."
+        )
+
+
+def _eager_values(x):
+    """`x`'s values as a flat numpy array, or None if they are symbolic."""
+    if isinstance(x, np.ndarray):
+        return x.ravel()
+    if tf is not None and isinstance(x, tf.RaggedTensor):
+        x = x.flat_values
+    if tf is not None and tf.is_tensor(x):
+        try:
+            return x.numpy().ravel()
+        except (AttributeError, NotImplementedError):  # Symbolic.
+            return None
+    if isinstance(x, list | tuple) and any(
+        isinstance(row, list | tuple | np.ndarray) for row in x
+    ):  # Ragged rows.
+        parts = [_eager_values(row) for row in x]
+        if any(part is None for part in parts):
+            return None
+        return np.concatenate(parts) if parts else np.zeros(0, "int64")
+    if isinstance(x, list | tuple):
+        return np.asarray(x).ravel()
+    try:
+        return np.asarray(keras.ops.convert_to_numpy(x)).ravel()
+    except Exception:  # A symbolic tensor of another backend.
+        return None
+
+
+def text_batch(texts, name: str = "texts"):
+    """A task's `texts` argument as a batch: one string becomes a list of
+    one, an array stays as it is, any other iterable becomes a list.
+
+    Raises:
+        TypeError: if `texts` is not a string or an iterable (e.g. None).
+    """
+    if isinstance(texts, str | bytes):
+        return [texts]
+    if isinstance(texts, np.ndarray):
+        return texts
+    try:
+        return list(texts)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a string or a list of strings. Received: "
+            f"{type(texts).__name__}"
+        ) from None

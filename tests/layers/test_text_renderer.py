@@ -339,6 +339,14 @@ def test_random_unicode(batch):
     check_random_batch(batch)
 
 
+@pytest.mark.slow
+@settings(max_examples=210, derandomize=True, **HYPOTHESIS)
+@given(batch=st.lists(short_texts, min_size=48, max_size=48))
+def test_random_unicode_many(batch):
+    # 210 batches x 48 = 10,080 strings, drawn the same way every run.
+    check_random_batch(batch)
+
+
 @settings(max_examples=5, **HYPOTHESIS)
 @given(
     batch=st.tuples(long_texts, st.lists(short_texts | long_texts, max_size=7))

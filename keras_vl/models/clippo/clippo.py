@@ -10,6 +10,7 @@ import numpy as np
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
 from keras_vl.models.contrastive import ContrastiveModel
+from keras_vl.models.preprocessing import text_batch
 from keras_vl.utils.converted_presets import (
     converted_preset_dir,
     is_converted_preset,
@@ -141,9 +142,7 @@ class Clippo(ContrastiveModel):
         Args:
             texts: A string or a list of strings.
         """
-        if isinstance(texts, str | bytes):
-            texts = [texts]
-        texts = list(texts)
+        texts = list(text_batch(texts))
         if not texts:
             raise ValueError("`texts` is empty.")
         if not all(isinstance(t, str | bytes) for t in texts):

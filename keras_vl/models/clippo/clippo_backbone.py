@@ -8,7 +8,7 @@ from keras_hub.models import Backbone
 from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
-from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.finite_presets import FinitePresets, saving_preset
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.ops import l2_normalize
 from keras_vl.utils.converted_presets import (
@@ -223,10 +223,15 @@ class ClippoBackbone(FinitePresets, Backbone):
 
     def get_config(self):
         config = super().get_config()
+        renderer = keras.layers.serialize(self.text_renderer)
+        if saving_preset():
+            # The table travels as the preset's asset; a path on this
+            # machine would only be refused when the preset is loaded.
+            renderer["config"]["glyph_table"] = None
         config.update(
             {
                 "vision_encoder": keras.layers.serialize(self.vision_encoder),
-                "text_renderer": keras.layers.serialize(self.text_renderer),
+                "text_renderer": renderer,
             }
         )
         return config

@@ -10,6 +10,7 @@ from keras_vl.models.preprocessing import (
     check_same_batch_size,
     resized_pixels,
 )
+from keras_vl.models.preset_files import CheckedPresetFiles
 from keras_vl.utils.converted_presets import (
     converted_preset_dir,
     is_converted_preset,
@@ -22,7 +23,7 @@ except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ClippoPreprocessor(Preprocessor):
+class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
     """Turns raw image-text pairs into `ClippoBackbone` inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, 3]`) are resized to

@@ -14,6 +14,7 @@ from keras_vl.models.contrastive import ContrastiveModel
 from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
 from keras_vl.models.limoe.limoe_moe_mlp import MODALITIES
 from keras_vl.models.limoe.limoe_preprocessor import LIMoEPreprocessor
+from keras_vl.models.preprocessing import check_same_rows, text_batch
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -286,13 +287,14 @@ class LIMoE(ContrastiveModel):
                     f"The `texts` dict misses {sorted(missing)}; expected "
                     "'token_ids' and 'padding_mask'."
                 )
-            return {
+            inputs = {
                 "token_ids": np.asarray(texts["token_ids"], "int32"),
                 "padding_mask": np.asarray(texts["padding_mask"], bool),
             }
-        if isinstance(texts, str | bytes):
-            texts = [texts]
-        texts = list(texts)
+            check_same_rows(inputs, "texts")
+            self._check_token_ids(inputs["token_ids"], "texts['token_ids']")
+            return inputs
+        texts = list(text_batch(texts))
         if not texts or not all(isinstance(t, str | bytes) for t in texts):
             raise TypeError(
                 "`texts` must be a non-empty list of strings or a dict of "

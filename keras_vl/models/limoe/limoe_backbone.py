@@ -420,6 +420,11 @@ class LIMoEBackbone(FinitePresets, Backbone):
         """The sparse MLPs, in block order."""
         return [self.encoder.blocks[i].mlp for i in self.moe_layer_indices]
 
+    @property
+    def text_vocabulary_size(self) -> int:
+        """Token ids the text tower embeds."""
+        return self.vocabulary_size
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -10,6 +10,7 @@ from keras_vl.models.preprocessing import (
     resized_pixels,
     special_token_id,
 )
+from keras_vl.models.preset_files import CheckedPresetFiles
 from keras_vl.ops import pair
 
 try:
@@ -19,7 +20,7 @@ except ImportError:  # pragma: no cover - tensorflow comes with keras-hub
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LIMoEPreprocessor(Preprocessor):
+class LIMoEPreprocessor(CheckedPresetFiles, Preprocessor):
     """Turns raw image-text pairs into `LIMoEBackbone` inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, C]`) are resized to

@@ -11,6 +11,7 @@ import numpy as np
 from keras_vl.models.contrastive import ContrastiveModel, ContrastiveTraining
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
+from keras_vl.models.preprocessing import check_same_rows, text_batch
 
 try:
     import tensorflow as tf
@@ -238,14 +239,14 @@ class LiT(ContrastiveModel):
                     f"The `texts` dict misses {sorted(missing)}; the text "
                     f"tower takes {list(self.backbone.text_input_names)}."
                 )
-            return {
+            inputs = {
                 name: np.asarray(texts[name], "int32")
                 for name in self.backbone.text_input_names
             }
-        if isinstance(texts, str | bytes):
-            texts = [texts]
-        if not isinstance(texts, np.ndarray):
-            texts = list(texts)
+            check_same_rows(inputs, "texts")
+            self._check_token_ids(inputs["token_ids"], "texts['token_ids']")
+            return inputs
+        texts = text_batch(texts)
         if len(texts) == 0:
             raise ValueError("`texts` is empty.")
         if isinstance(texts, np.ndarray):
@@ -262,6 +263,7 @@ class LiT(ContrastiveModel):
             raise TypeError(
                 "`texts` must be strings or token ids (lists of ints)."
             )
+        self._check_token_ids(texts, "texts")
         if self.preprocessor is None:
             raise ValueError(
                 "This model has no preprocessor: pass `texts` as a dict of "

@@ -10,6 +10,7 @@ from keras_vl.models.preprocessing import (
     resized_pixels,
     special_token_id,
 )
+from keras_vl.models.preset_files import CheckedPresetFiles
 from keras_vl.ops import pair
 
 try:
@@ -41,7 +42,7 @@ def _floats(value, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LiTPreprocessor(Preprocessor):
+class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
     """Turns raw image-text pairs into `LiTBackbone` inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, C]`) are resized to

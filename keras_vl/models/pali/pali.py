@@ -17,6 +17,7 @@ from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import PaLILanguageModel
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
+from keras_vl.models.preprocessing import check_same_rows, check_token_ids
 from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
@@ -510,4 +511,10 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             ids = np.pad(ids, pad, constant_values=PAD_TOKEN_ID)
             mask = np.pad(mask, pad, constant_values=False)
         inputs["decoder_token_ids"], inputs["decoder_padding_mask"] = ids, mask
+        # Eagerly, so that every backend raises the same clear error.
+        check_same_rows(inputs, "inputs")
+        for key in ("encoder_token_ids", "decoder_token_ids"):
+            check_token_ids(
+                inputs[key], self.backbone.vocabulary_size, f"inputs[{key!r}]"
+            )
         return inputs

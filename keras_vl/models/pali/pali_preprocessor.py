@@ -14,6 +14,7 @@ from keras_hub.tokenizers import T5Tokenizer
 
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.preprocessing import resized_pixels, special_token_id
+from keras_vl.models.preset_files import CheckedPresetFiles
 from keras_vl.ops import pair
 
 try:
@@ -107,7 +108,7 @@ def _first(outputs):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLIPreprocessor(Seq2SeqLMPreprocessor):
+class PaLIPreprocessor(CheckedPresetFiles, Seq2SeqLMPreprocessor):
     """Turns images, prompts and responses into PaLI's encoder-decoder inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, 3]`) are resized to
