@@ -28,6 +28,15 @@ TEXTS = ["a red circle", "a blue circle"]
 PALI_VOCAB = 16
 
 
+def word_preprocessor(cls):
+    """A LiT or LIMoE preprocessor over the catalogue's word vocabulary."""
+    return cls(
+        keras_hub.tokenizers.WordPieceTokenizer(vocabulary=WORDS),
+        sequence_length=4,
+        image_size=IMAGE_SIZE,
+    )
+
+
 class TinyModels:
     """One tiny model of each family, built when a case first needs it."""
 
@@ -54,11 +63,7 @@ class TinyModels:
             image_projection_dim=8,
             text_projection_dim=8,
         )
-        preprocessor = models.LiTPreprocessor(
-            keras_hub.tokenizers.WordPieceTokenizer(vocabulary=WORDS),
-            sequence_length=4,
-            image_size=IMAGE_SIZE,
-        )
+        preprocessor = word_preprocessor(models.LiTPreprocessor)
         return models.LiT(backbone, preprocessor)
 
     @functools.cached_property
@@ -75,11 +80,7 @@ class TinyModels:
             out_dim=8,
             num_experts=2,
         )
-        preprocessor = models.LIMoEPreprocessor(
-            keras_hub.tokenizers.WordPieceTokenizer(vocabulary=WORDS),
-            sequence_length=4,
-            image_size=IMAGE_SIZE,
-        )
+        preprocessor = word_preprocessor(models.LIMoEPreprocessor)
         return models.LIMoE(backbone, preprocessor)
 
     @functools.cached_property
