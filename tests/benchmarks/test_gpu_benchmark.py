@@ -6,10 +6,14 @@ import keras
 import pytest
 from without_tensorflow import run_without_tensorflow
 
-pytestmark = pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="benchmarks/gpu.py measures the JAX backend only",
-)
+# A minute of CPU for a script meant for GPUs: `make test-slow` runs it.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        keras.backend.backend() != "jax",
+        reason="benchmarks/gpu.py measures the JAX backend only",
+    ),
+]
 
 
 def test_quick_gpu_benchmark_runs_without_tensorflow(tmp_path):
