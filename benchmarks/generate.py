@@ -142,28 +142,24 @@ def build_models(config: Config):
 
     rng = np.random.default_rng(0)
     inputs = {
-        "images": rng.uniform(-1, 1, (1, IMAGE_SIZE, IMAGE_SIZE, 3)),
+        "images": rng.uniform(-1, 1, (1, IMAGE_SIZE, IMAGE_SIZE, 3)).astype(
+            "float32"
+        ),
         "encoder_token_ids": rng.integers(
             2, config.vocabulary, (1, PROMPT_LENGTH)
         ).astype("int32"),
         "encoder_padding_mask": np.ones((1, PROMPT_LENGTH), bool),
     }
-    inputs["images"] = inputs["images"].astype("float32")
     return hf, model, inputs
 
 
 def encoder_embeddings(model: PaLI, inputs: dict) -> np.ndarray:
     """What PaLI's encoder reads: projected image tokens, then the
     embedded prompt."""
-    backbone = model.backbone
-    image_tokens = backbone.image_projection(
-        backbone.vision_tokens(inputs["images"])
-    )
-    prompt = backbone.language_model.token_embedding(
-        inputs["encoder_token_ids"]
-    )
-    x, _ = backbone.encoder_inputs(
-        image_tokens, prompt, inputs["encoder_padding_mask"]
+    x, _ = model.backbone.encoder_embeddings(
+        inputs["images"],
+        inputs["encoder_token_ids"],
+        inputs["encoder_padding_mask"],
     )
     return keras.ops.convert_to_numpy(x)
 

@@ -285,6 +285,23 @@ class PaLIBackbone(FinitePresets, Backbone):
     def vocabulary_size(self) -> int:
         return self.language_model.vocabulary_size
 
+    def encoder_embeddings(
+        self, images, encoder_token_ids, encoder_padding_mask
+    ):
+        """What the encoder reads: the projected image tokens followed by
+        the embedded prompt.
+
+        Returns:
+            `(embeddings, padding_mask)` over the image tokens followed by
+            the prompt.
+        """
+        image_tokens = self.image_projection(self.vision_tokens(images))
+        return self.encoder_inputs(
+            image_tokens,
+            self.language_model.token_embedding(encoder_token_ids),
+            encoder_padding_mask,
+        )
+
     def encode(self, images, encoder_token_ids, encoder_padding_mask):
         """Runs the image and prompt through the encoder.
 
@@ -292,14 +309,10 @@ class PaLIBackbone(FinitePresets, Backbone):
             `(encoder_outputs, encoder_padding_mask)` over the image tokens
             followed by the prompt.
         """
-        language = self.language_model
-        image_tokens = self.image_projection(self.vision_tokens(images))
-        x, mask = self.encoder_inputs(
-            image_tokens,
-            language.token_embedding(encoder_token_ids),
-            encoder_padding_mask,
+        x, mask = self.encoder_embeddings(
+            images, encoder_token_ids, encoder_padding_mask
         )
-        return language.encoder(x, padding_mask=mask), mask
+        return self.language_model.encoder(x, padding_mask=mask), mask
 
     def get_config(self):
         config = super().get_config()
