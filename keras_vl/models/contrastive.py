@@ -375,6 +375,13 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             if key in columns:
                 self._check_token_ids(columns[key], f"x[{key!r}]")
 
+    def _checked_text_inputs(self, inputs: dict) -> dict:
+        """Model-ready text inputs given to `encode_texts`, checked: one
+        row per example in every entry, ids inside the vocabulary."""
+        check_same_rows(inputs, "texts")
+        self._check_token_ids(inputs["token_ids"], "texts['token_ids']")
+        return inputs
+
     def _check_token_ids(self, token_ids, name: str) -> None:
         vocabulary_size = getattr(self.backbone, "text_vocabulary_size", None)
         if vocabulary_size:

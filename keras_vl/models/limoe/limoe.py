@@ -14,7 +14,7 @@ from keras_vl.models.contrastive import ContrastiveModel
 from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
 from keras_vl.models.limoe.limoe_moe_mlp import MODALITIES
 from keras_vl.models.limoe.limoe_preprocessor import LIMoEPreprocessor
-from keras_vl.models.preprocessing import check_same_rows, text_batch
+from keras_vl.models.preprocessing import text_batch
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
@@ -291,9 +291,7 @@ class LIMoE(ContrastiveModel):
                 "token_ids": np.asarray(texts["token_ids"], "int32"),
                 "padding_mask": np.asarray(texts["padding_mask"], bool),
             }
-            check_same_rows(inputs, "texts")
-            self._check_token_ids(inputs["token_ids"], "texts['token_ids']")
-            return inputs
+            return self._checked_text_inputs(inputs)
         texts = list(text_batch(texts))
         if not texts or not all(isinstance(t, str | bytes) for t in texts):
             raise TypeError(

@@ -11,7 +11,7 @@ import numpy as np
 from keras_vl.models.contrastive import ContrastiveModel, ContrastiveTraining
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
-from keras_vl.models.preprocessing import check_same_rows, text_batch
+from keras_vl.models.preprocessing import text_batch
 
 try:
     import tensorflow as tf
@@ -243,9 +243,7 @@ class LiT(ContrastiveModel):
                 name: np.asarray(texts[name], "int32")
                 for name in self.backbone.text_input_names
             }
-            check_same_rows(inputs, "texts")
-            self._check_token_ids(inputs["token_ids"], "texts['token_ids']")
-            return inputs
+            return self._checked_text_inputs(inputs)
         texts = text_batch(texts)
         if len(texts) == 0:
             raise ValueError("`texts` is empty.")
