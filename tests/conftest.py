@@ -7,7 +7,9 @@ per backend). Golden outputs of the reference implementation live in
 (``CI`` set), where a missing fixture folder is a failure.
 """
 
+import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import keras
@@ -107,3 +109,42 @@ def load_guide(name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def serve_files(files: dict[str, bytes], truncate: Iterable[str] = ()):
+    """Serves `files` (URL path -> body) over HTTP on 127.0.0.1.
+
+    Paths in `truncate` announce their full length but send only the first
+    1000 bytes, as a dropped connection would. Yields `(base_url,
+    requests)`, where `requests` lists the paths asked for, in order.
+    """
+    import http.server
+    import threading
+
+    truncate = set(truncate)
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            body = files.get(self.path)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:1000] if self.path in truncate else body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

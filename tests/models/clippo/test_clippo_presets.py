@@ -1,12 +1,10 @@
 """Named CLIPPO presets: download over HTTP, convert once, cache."""
 
-import http.server
 import json
-import threading
 
 import numpy as np
 import pytest
-from conftest import load_npz, require_fixtures, to_numpy
+from conftest import load_npz, require_fixtures, serve_files, to_numpy
 
 from keras_vl.models import (
     Clippo,
@@ -90,26 +88,9 @@ def server():
     """Serves `/good.npz` whole and `/cut.npz` truncated, on 127.0.0.1."""
     root = require_fixtures("clippo")
     payload = (root / "params.npz").read_bytes()
-    requests = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            requests.append(self.path)
-            body = payload if self.path == "/good.npz" else payload[:1000]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests, root
-    httpd.shutdown()
-    httpd.server_close()
+    files = {"/good.npz": payload, "/cut.npz": payload}
+    with serve_files(files, truncate=["/cut.npz"]) as (base, requests):
+        yield base, requests, root
 
 
 def fake_entry(url, root):
