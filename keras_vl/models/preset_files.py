@@ -3,9 +3,10 @@
 A preset is data from elsewhere. keras-hub deserialises its JSON configs
 (Keras' `safe_mode` stays on) and reads its assets; these checks refuse,
 before that, what a keras_vl preset never holds: classes from outside
-Keras, keras-hub and keras_vl, lambdas, asset paths leaving the preset,
-and assets (glyph tables, SentencePiece models) that are not what their
-names claim. Nothing from a preset is executed or unpickled here.
+Keras, keras-hub and keras_vl (unless this program registered them
+itself, as users do for their own layers), lambdas, asset paths leaving
+the preset, and assets (glyph tables, SentencePiece models) that are not
+what their names claim. Nothing from a preset is executed or unpickled here.
 """
 
 import json
@@ -13,6 +14,7 @@ import os
 import pathlib
 from typing import Any
 
+import keras
 import numpy as np
 
 from keras_vl.utils.glyph_table import GlyphTable
@@ -98,20 +100,7 @@ def _check_object(path: pathlib.Path, item: dict) -> None:
             f"{path} holds a lambda; presets never execute code from "
             "their configs."
         )
-    if isinstance(module, str) and not _allowed(module):
-        raise PresetError(
-            f"{path} names class {class_name!r} of module {module!r}; a "
-            f"preset may only name classes of {', '.join(ALLOWED_PACKAGES)}."
-        )
-    registered = item.get("registered_name")
-    if isinstance(registered, str) and ">" in registered:
-        package = registered.split(">")[0]
-        if not _allowed(package):
-            raise PresetError(
-                f"{path} names class {registered!r} registered by "
-                f"{package!r}; a preset may only name classes of "
-                f"{', '.join(ALLOWED_PACKAGES)}."
-            )
+    _check_class(path, class_name, module, item.get("registered_name"))
     for key in PATH_KEYS:
         value = item.get(key)
         if isinstance(value, str) and _leaves_preset(value):
@@ -119,6 +108,39 @@ def _check_object(path: pathlib.Path, item: dict) -> None:
                 f"{path} sets {key}={value!r}: a preset's files are named "
                 "relative to it, without '..'."
             )
+
+
+def _check_class(
+    path: pathlib.Path, class_name: Any, module: Any, registered: Any
+) -> None:
+    if _registered_here(module, registered):
+        return
+    allowed = (
+        f"a preset may only name classes of {', '.join(ALLOWED_PACKAGES)}, "
+        "or classes this program registered itself"
+    )
+    if isinstance(module, str) and not _allowed(module):
+        raise PresetError(
+            f"{path} names class {class_name!r} of module {module!r}; "
+            f"{allowed}."
+        )
+    if isinstance(registered, str) and ">" in registered:
+        package = registered.split(">")[0]
+        if not _allowed(package):
+            raise PresetError(
+                f"{path} names class {registered!r} registered by "
+                f"{package!r}; {allowed}."
+            )
+
+
+def _registered_here(module: Any, registered: Any) -> bool:
+    """Whether the class is one this process registered with
+    `keras.saving.register_keras_serializable` (a user's own layer): its
+    code is already imported, so naming it runs nothing from the preset."""
+    if not isinstance(module, str) or not isinstance(registered, str):
+        return False
+    cls = keras.saving.get_registered_object(registered)
+    return isinstance(cls, type) and cls.__module__ == module
 
 
 def _allowed(module: str) -> bool:

@@ -6,6 +6,7 @@ are loaded. One saved tiny Clippo preset is copied and damaged per case."""
 import json
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from model_contract import tiny_vit_kwargs
@@ -216,3 +217,28 @@ def test_renderer_built_from_a_path_saves_a_loadable_preset(tmp_path):
     model.save_to_preset(str(tmp_path / "preset"))
     restored = Clippo.from_preset(str(tmp_path / "preset"))
     assert restored.backbone.text_renderer.glyph_table.num_glyphs == 1
+
+
+@keras.saving.register_keras_serializable(package="my_project")
+class UserRenderer(TextRenderer):
+    """A user's own layer, registered by the user's program."""
+
+
+def test_classes_this_program_registered_load(tmp_path):
+    vit = ViTBackbone(**tiny_vit_kwargs(pool_type="map", num_classes=8))
+    backbone = ClippoBackbone(vit, UserRenderer(image_size=32))
+    Clippo(backbone, ClippoPreprocessor(32, 8)).save_to_preset(
+        str(tmp_path / "preset")
+    )
+    restored = Clippo.from_preset(str(tmp_path / "preset"))
+    assert type(restored.backbone.text_renderer) is UserRenderer
+
+    # The same registered name claiming another module is still refused.
+    def claim_subprocess(config):
+        renderer = config["config"]["text_renderer"]
+        assert renderer["registered_name"] == "my_project>UserRenderer"
+        renderer["module"] = "subprocess"
+
+    edit_json("config.json", claim_subprocess)(tmp_path / "preset")
+    with pytest.raises(PresetError, match="'UserRenderer' of module 'sub"):
+        Clippo.from_preset(str(tmp_path / "preset"))
