@@ -51,7 +51,7 @@ $(BENCH_STAMP): $(STAMP)
 # big_vision's rows read its model code from $$BIG_VISION_PEER (default:
 # ../shared/peers/big_vision beside the checkout).
 bench: $(BENCH_STAMP)
-	KERAS_BACKEND=jax $(BIN)/python benchmarks/render.py
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/render.py --repeats 3
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/lit_cached_features.py
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/train_step.py \
 		--batch-size 16 --warmup 1 --steps 4

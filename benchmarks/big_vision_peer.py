@@ -58,6 +58,25 @@ def import_big_vision() -> tuple[dict | None, str]:
     return modules, ""
 
 
+def import_render_op() -> tuple[object | None, str]:
+    """big_vision's CLIPPO text-rendering op module (`pp_ops`, with its
+    `get_pp_render_text`), or `(None, why)`. It needs TensorFlow, not flax.
+    """
+    peer = Path(os.environ.get("BIG_VISION_PEER", DEFAULT_PEER))
+    if not (peer / "big_vision").is_dir():
+        return None, f"big_vision peer code not found at {peer}"
+    missing = [
+        name
+        for name in ("tensorflow", "absl")
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        return None, f"not installed: {', '.join(missing)}"
+    if str(peer) not in sys.path:
+        sys.path.insert(0, str(peer))
+    return importlib.import_module("big_vision.pp.proj.clippo.pp_ops"), ""
+
+
 def _stub_gfile_if_tensorflow_is_absent() -> list[str]:
     """big_vision's utils import `tensorflow.io.gfile` (for checkpoint files
     only); where TensorFlow is not installed, an empty stand-in lets the model

@@ -10,9 +10,13 @@ symbols; built deterministically below) at 224 px with
   (compilation excluded; warm time; needs ``KERAS_BACKEND=jax``),
 - (c) a straightforward Python/Pillow renderer that pastes the same glyph
   bitmaps one by one, as one would otherwise write it,
+- (d) big_vision's own `render_unifont` op (the papers' renderer), mapped
+  over the captions in a `tf.data` pipeline as big_vision's input pipeline
+  runs it, reading `.hex` files written from the same glyph table (skipped,
+  with the reason printed, without TensorFlow or the peer code),
 
-checks that all three produce identical images, and prints strings/s and
-the speed-up over (c).
+checks that all of them produce identical images, and prints strings/s and
+the speed-up over (c) and over (d).
 
 Usage:
 
@@ -25,14 +29,18 @@ KERAS_BACKEND=jax python benchmarks/render.py [--quick] [--batch 256] \
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from big_vision_peer import import_render_op  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from keras_vl.layers.text_renderer import TextRenderer  # noqa: E402
@@ -157,6 +165,56 @@ class PillowRenderer:
         return np.repeat(gray[:, :, None], 3, axis=2)
 
 
+def write_unifont_hex(table: GlyphTable, directory: Path) -> None:
+    """Writes `table` as the two `.hex` files big_vision's op reads (plane 0
+    and the upper planes), every glyph 16 pixels wide: an 8-wide glyph is
+    the same bitmap with blank right columns there."""
+    files = {
+        "unifont-9.0.06.hex": (4, table.codepoints <= 0xFFFF),
+        "unifont_upper-9.0.06.hex": (6, table.codepoints > 0xFFFF),
+    }
+    for name, (digits, selected) in files.items():
+        lines = [
+            f"{codepoint:0{digits}X}:"
+            + "".join(f"{int(row):04X}" for row in rows)
+            for codepoint, rows in zip(
+                table.codepoints[selected],
+                table.rows[1:][selected],
+                strict=True,
+            )
+        ]
+        (directory / name).write_text("".join(line + "\n" for line in lines))
+
+
+def big_vision_renderer(table: GlyphTable, captions: list[str]):
+    """(d): big_vision's `render_unifont` in a tf.data map, or `(None,
+    why)`."""
+    pp_ops, why = import_render_op()
+    if pp_ops is None:
+        return None, why
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as root:
+        fonts = Path(root) / "big_vision/pp/proj/clippo"
+        fonts.mkdir(parents=True)
+        write_unifont_hex(table, fonts)
+        with contextlib.chdir(root):  # The op opens relative paths.
+            render = pp_ops.get_pp_render_text(image_size=224)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(captions)
+        .map(
+            lambda text: render({"texts": text})["image"],
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(len(captions))
+    )
+
+    def batch():
+        return next(iter(dataset)).numpy()
+
+    return batch, ""
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     """Best-of-`repeats` wall time of fn() and its last result."""
     best, result = float("inf"), None
@@ -219,6 +277,11 @@ def main() -> None:
 
         rows.append(("(b) keras_vl jax.jit(render_codepoints)", jitted))
     rows.append(("(c) Pillow, per string", pillow_batch))
+    big_vision, why = big_vision_renderer(GlyphTable.default(), captions)
+    if big_vision is None:
+        print(f"(d) big_vision render_unifont: skipped ({why})")
+    else:
+        rows.append(("(d) big_vision render_unifont, tf.data", big_vision))
 
     reference = pillow_batch()
     results = []
@@ -232,22 +295,24 @@ def main() -> None:
         seconds, _ = timed(fn, repeats)
         results.append((name, seconds, first))
 
-    baseline = results[-1][1]
+    times = {name[:3]: seconds for name, seconds, _ in results}
+    peer = times.get("(d)")
     print(
         f"{'renderer':<42} {'ms/batch':>9} {'strings/s':>10} "
-        f"{'vs (c)':>7} {'1st call':>9}"
+        f"{'vs (c)':>7} {'vs (d)':>7} {'1st call':>9}"
     )
     for name, seconds, first in results:
+        versus_peer = f"{peer / seconds:6.1f}x" if peer else f"{'-':>7}"
         print(
             f"{name:<42} {seconds * 1e3:9.1f} {batch / seconds:10.0f} "
-            f"{baseline / seconds:6.1f}x {first:8.2f}s"
+            f"{times['(c)'] / seconds:6.1f}x {versus_peer} {first:8.2f}s"
         )
     print(
         "best of",
         repeats,
         "runs each; keras_vl outputs are device arrays "
-        "(block_until_ready), Pillow's numpy; all renderers produced "
-        "identical images",
+        "(block_until_ready), Pillow's and big_vision's numpy; all "
+        "renderers produced identical images",
     )
 
 
