@@ -25,7 +25,10 @@ class SkipNonFiniteOptimizer(keras.optimizers.Optimizer):
     no gradient of its own. A finite loss is multiplied by exactly 1.
 
     Contrastive models install it in `compile(skip_non_finite_steps=True)`,
-    the default.
+    the default. Under the `mixed_float16` policy Keras wraps it in a
+    `LossScaleOptimizer`, which drops overflowing steps itself as part of
+    dynamic loss scaling (and lowers the scale); those steps never reach
+    this wrapper, so `skipped_steps` does not count them.
 
     Args:
         inner_optimizer: The optimizer that computes the updates.
