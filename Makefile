@@ -25,20 +25,15 @@ demo: $(STAMP)
 	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 \
 		KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(BIN)/keras-vl demo
 
-# The whole suite once per backend; the first failing backend stops it.
+# The whole suite once per backend, the backends side by side (see
+# tests/run_backends.py; --sequential runs one after another).
 test: $(STAMP)
-	@set -e; for backend in $(BACKENDS); do \
-		echo "=== KERAS_BACKEND=$$backend"; \
-		KERAS_BACKEND=$$backend $(BIN)/python -m pytest -m "not slow" \
-			-p no:cacheprovider $(PYTEST_ARGS); \
-	done
+	$(BIN)/python tests/run_backends.py --backends $(BACKENDS) \
+		-- -m "not slow" $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	@set -e; for backend in $(BACKENDS); do \
-		echo "=== KERAS_BACKEND=$$backend (slow)"; \
-		KERAS_BACKEND=$$backend $(BIN)/python -m pytest -m slow \
-			-p no:cacheprovider $(PYTEST_ARGS) || [ $$? -eq 5 ]; \
-	done
+	$(BIN)/python tests/run_backends.py --backends $(BACKENDS) \
+		--allow-no-tests -- -m slow $(PYTEST_ARGS)
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

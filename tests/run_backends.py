@@ -1,0 +1,119 @@
+"""Runs the test suite once per Keras backend, the backends side by side.
+
+`make test` and `make test-slow` call this. A JAX run spends most of its
+time in single-threaded XLA compilation, so the TensorFlow and PyTorch
+runs fill the other cores meanwhile instead of waiting for it. Every output
+line is prefixed with its backend; a summary with each backend's status
+and wall time comes last, and the exit status is non-zero when any backend
+failed.
+
+Usage:
+
+    python tests/run_backends.py [--backends jax tensorflow torch]
+        [--sequential] [--allow-no-tests] [-- PYTEST_ARGS...]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NO_TESTS_COLLECTED = 5
+
+
+def _run(backend, process, started, results, lock, allow_no_tests):
+    """Streams `process`'s output, prefixed, then records its status and
+    wall time."""
+    width = len("tensorflow")
+    for line in process.stdout:
+        with lock:
+            sys.stdout.write(f"[{backend:<{width}}] {line}")
+            sys.stdout.flush()
+    status = process.wait()
+    if allow_no_tests and status == NO_TESTS_COLLECTED:
+        status = 0
+    results[backend] = (status, time.perf_counter() - started)
+
+
+def _start(backend: str, pytest_args: list[str], basetemp: Path):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={basetemp / backend}",
+        *pytest_args,
+    ]
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backends", nargs="+", default=["jax", "tensorflow", "torch"]
+    )
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="one backend after another, stopping at the first failure",
+    )
+    parser.add_argument(
+        "--allow-no-tests",
+        action="store_true",
+        help="a backend that selects no test passes (pytest's status 5)",
+    )
+    parser.add_argument("pytest_args", nargs="*")
+    args = parser.parse_args(argv)
+    lock = threading.Lock()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="keras-vl-tests-") as basetemp:
+        groups = (
+            [[b] for b in args.backends] if args.sequential else [args.backends]
+        )
+        for group in groups:
+            started = time.perf_counter()
+            threads = [
+                threading.Thread(
+                    target=_run,
+                    args=(
+                        backend,
+                        _start(backend, args.pytest_args, Path(basetemp)),
+                        started,
+                        results,
+                        lock,
+                        args.allow_no_tests,
+                    ),
+                )
+                for backend in group
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if any(results[b][0] for b in group):
+                break
+    print("=== summary")
+    for backend in args.backends:
+        status, seconds = results.get(backend, (None, 0.0))
+        verdict = {None: "not run", 0: "passed"}.get(status, "FAILED")
+        print(f"{backend:<10} {verdict:<8} {seconds:7.0f} s")
+    return 0 if all(s == 0 for s, _ in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
