@@ -1,4 +1,5 @@
-"""Compact 16x16 bitmap font tables built from GNU Unifont `.hex` files.
+"""Compact 16x16 bitmap font tables built from GNU Unifont `.hex` files
+(`tools/build_glyph_table.py` also reads Unifont's OpenType files).
 
 A `.hex` file has one glyph per line, ``CODEPOINT:BITS``: the code point in
 hex (4 to 6 digits), then 32 hex digits (an 8x16 half-width glyph, drawn in
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -137,17 +138,66 @@ class GlyphTable:
                     if max_codepoint is not None and codepoint > max_codepoint:
                         continue
                     glyphs[codepoint] = words
-        # Surrogates can never be rendered (they are not characters).
-        for cp in [c for c in glyphs if _is_surrogate(c)]:
-            del glyphs[cp]
-        order = sorted(glyphs)
+        if source is None:
+            source = "built from " + ", ".join(p.name for p in paths)
+        return cls.from_glyphs(glyphs, license=license, source=source)
+
+    @classmethod
+    def from_glyphs(
+        cls,
+        glyphs: Mapping[int, Sequence[int]],
+        license: str = "",
+        source: str = "",
+    ) -> GlyphTable:
+        """Builds a table from ``{code point: 16 row words}``.
+
+        Surrogates (U+D800..U+DFFF) are dropped: they are not characters.
+
+        Args:
+            glyphs: per code point, 16 row words (bit 15 = leftmost column).
+            license: license text to store in the table.
+            source: provenance text.
+
+        Returns:
+            The table.
+
+        Example:
+
+        ```python
+        table = GlyphTable.from_glyphs({ord("-"): [0] * 7 + [0xFF00] + [0] * 8})
+        ```
+        """
+        order = sorted(c for c in glyphs if not _is_surrogate(c))
         codepoints = np.asarray(order, dtype=np.int32)
         rows = np.zeros((len(order) + 1, GLYPH_SIZE), dtype=np.uint16)
         if order:
             rows[1:] = np.asarray([glyphs[c] for c in order], np.uint16)
-        if source is None:
-            source = "built from " + ", ".join(p.name for p in paths)
         return cls(codepoints, rows, license=license, source=source)
+
+    def up_to(self, max_codepoint: int) -> GlyphTable:
+        """The glyphs of code points ``<= max_codepoint`` as a new table.
+
+        Example:
+
+        ```python
+        plane0 = GlyphTable.default().up_to(0xFFFF)
+        ```
+        """
+        if isinstance(max_codepoint, bool) or not isinstance(
+            max_codepoint, int | np.integer
+        ):
+            raise TypeError(
+                "`max_codepoint` must be an int, got "
+                f"{type(max_codepoint).__name__}"
+            )
+        keep = int(np.searchsorted(self._codepoints, max_codepoint, "right"))
+        source = f"{self.source}; code points <= {max_codepoint:#x}"
+        return GlyphTable(
+            self._codepoints[:keep],
+            self._rows[: keep + 1],
+            license=self.license,
+            source=source,
+        )
 
     def save(self, path: PathLike) -> None:
         """Writes the table as a compressed `.npz` file.
