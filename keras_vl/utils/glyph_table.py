@@ -28,6 +28,8 @@ MAX_UNICODE = 0x10FFFF
 _SURROGATES = (0xD800, 0xDFFF)
 _DEFAULT_ASSET = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_TABLE_PATH = _DEFAULT_ASSET / "unifont_glyphs.npz"
+# Shipped tables `GlyphTable.named` knows, the default first.
+TABLE_NAMES = ("unifont", "unifont_bmp")
 
 # Keys of the `.npz` file. The row words are stored as two byte planes
 # ([high bytes, low bytes]), which deflate ~25% smaller than uint16 rows, and
@@ -260,7 +262,9 @@ class GlyphTable:
 
     @staticmethod
     def default() -> GlyphTable:
-        """The shipped GNU Unifont 15.0.01 plane-0 table (cached).
+        """The shipped GNU Unifont 15.0.01 table, all planes (cached).
+
+        Same as ``GlyphTable.named("unifont")``.
 
         Example:
 
@@ -268,7 +272,34 @@ class GlyphTable:
         table = GlyphTable.default()
         ```
         """
-        return _load_default()
+        return _load_named("unifont")
+
+    @staticmethod
+    def named(name: str) -> GlyphTable:
+        """A shipped table by name (cached), one of `TABLE_NAMES`:
+
+        - ``"unifont"``: GNU Unifont 15.0.01, plane 0 from ``unifont.hex``
+          and planes 1, 2 and 14 from ``unifont_upper.otf`` (the released
+          CLIPPO models were trained with Unifont's upper planes too).
+        - ``"unifont_bmp"``: the same glyphs up to U+FFFF only; code points
+          above render blank, as in big_vision runs whose upper-plane font
+          file was empty (the renderer fixtures were made that way).
+
+        Raises:
+            ValueError: `name` is not one of `TABLE_NAMES`.
+
+        Example:
+
+        ```python
+        plane0 = GlyphTable.named("unifont_bmp")
+        ```
+        """
+        if name not in TABLE_NAMES:
+            raise ValueError(
+                f"Unknown glyph table name {name!r}; expected one of "
+                f"{list(TABLE_NAMES)}"
+            )
+        return _load_named(name)
 
     # ------------------------------------------------------------------
     # Accessors.
@@ -392,7 +423,9 @@ class GlyphTable:
 
 
 @functools.cache
-def _load_default() -> GlyphTable:
+def _load_named(name: str) -> GlyphTable:
+    if name == "unifont_bmp":
+        return _load_named("unifont").up_to(0xFFFF)
     return GlyphTable.load(DEFAULT_TABLE_PATH)
 
 
