@@ -134,6 +134,56 @@ def test_shipped_asset_matches_debian_hex(tmp_path):
     assert shipped.num_glyphs == 57086
 
 
+OTF_DIRS = [
+    Path("/usr/share/fonts/opentype/unifont"),
+    Path("/tmp/unifont_pkg/usr/share/fonts/opentype/unifont"),
+]
+OTF_SHA256 = {
+    "unifont.otf": (
+        "db1960227adcb14640063e7384fdcd2867aaf819d9ca4866bca289d4db9a9f67"
+    ),
+    "unifont_upper.otf": (
+        "29adae95e09d12c0169319669f82ae814dcafef029526c7c1304d07dd0e6fe1c"
+    ),
+}
+
+
+def debian_otf(name: str) -> Path:
+    """Debian fonts-unifont 1:15.0.01's `name`, or skip."""
+    pytest.importorskip("fontTools", reason="needs the `tools` extra")
+    path = next((d / name for d in OTF_DIRS if (d / name).exists()), None)
+    if path is None:
+        pytest.skip(f"Debian's {name} is not installed")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != OTF_SHA256[name]:
+        pytest.skip(f"{path} is not fonts-unifont 1:15.0.01")
+    return path
+
+
+def test_shipped_upper_planes_match_debian_otf():
+    glyphs = load_tool().read_otf(
+        debian_otf("unifont_upper.otf"), min_codepoint=0x10000
+    )
+    shipped = GlyphTable.load(DEFAULT_TABLE_PATH)
+    upper = shipped.codepoints > 0xFFFF
+    assert sorted(glyphs) == shipped.codepoints[upper].tolist()
+    np.testing.assert_array_equal(
+        np.asarray([glyphs[c] for c in sorted(glyphs)], np.uint16),
+        shipped.rows[1:][upper],
+    )
+
+
+@pytest.mark.slow
+def test_debian_otf_plane0_equals_hex():
+    # The method's check: Debian's unifont.otf, rasterised, is the shipped
+    # plane 0 (= unifont.hex) bit for bit. About a minute.
+    glyphs = load_tool().read_otf(
+        debian_otf("unifont.otf"), max_codepoint=0xFFFF
+    )
+    from_otf = GlyphTable.from_glyphs(glyphs)
+    assert from_otf.num_glyphs == 57086
+    assert from_otf.equals(GlyphTable.load(DEFAULT_TABLE_PATH).up_to(0xFFFF))
+
+
 # ----------------------------------------------------------------------
 # OpenType fonts made of pixel squares, as Unifont's are.
 
