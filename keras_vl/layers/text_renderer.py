@@ -52,7 +52,7 @@ from keras_vl.distribute.tf_interop import (
 )
 from keras_vl.distribute.tracing import constant_outside_trace, is_tracing
 from keras_vl.distribute.xla_cache import cached_xla_function
-from keras_vl.utils.glyph_table import GLYPH_SIZE, GlyphTable
+from keras_vl.utils.glyph_table import GLYPH_SIZE, TABLE_NAMES, GlyphTable
 
 _ASSET_FILE = "glyph_table.npz"
 _MAX_FONT_SIZE = 32
@@ -93,7 +93,7 @@ class TextRenderer(keras.layers.Layer):
             size; other sizes (1..32) first area-resize every glyph to
             ``font_size x font_size`` like big_vision (so pixels take
             intermediate gray values too), at the cost of a per-renderer
-            lookup table of ``57k * font_size**2`` bytes.
+            lookup table of ``71k * font_size**2`` bytes.
         max_chars: int. Only the first `max_chars` code points are rendered
             (0 or None: no limit).
         background_brightness: int in 0..255. Value of non-ink pixels.
@@ -102,12 +102,17 @@ class TextRenderer(keras.layers.Layer):
         monospace: bool. Keep whole glyph cells instead of trimming them.
         spacing: int >= 0. Blank columns kept left of a trimmed glyph.
         min_width: int >= 0. Minimum width of a trimmed glyph.
-        glyph_table: None (the shipped GNU Unifont 15.0.01 plane-0 table),
-            a `GlyphTable`, or the path of a glyph table `.npz`. Only a
-            path is kept by `get_config`; an in-memory table must be passed
-            again to `from_config`. Saving through `keras.saving`
-            (``.keras`` files) stores the table as an asset
-            (`save_assets`/`load_assets`), so a saved model keeps its font.
+        glyph_table: None (the shipped GNU Unifont 15.0.01 table with
+            its upper planes, as the released CLIPPO models were trained),
+            the name of a shipped table (``"unifont"``, the same;
+            ``"unifont_bmp"``, code points up to U+FFFF only, as big_vision
+            renders with an empty upper-plane font; see
+            `GlyphTable.named`), a `GlyphTable`, or the path of a glyph
+            table `.npz`. A name or path is kept by `get_config`; an
+            in-memory table must be passed again to `from_config`. Saving
+            through `keras.saving` (``.keras`` files) stores the table as
+            an asset (`save_assets`/`load_assets`), so a saved model keeps
+            its font.
         **kwargs: Standard layer arguments (`name`, ...).
 
     Example:
@@ -158,7 +163,8 @@ class TextRenderer(keras.layers.Layer):
         self.spacing = _check_int("spacing", spacing, 0)
         self.min_width = _check_int("min_width", min_width, 0)
 
-        self._glyph_table_path: str | None = None
+        # The name or path `get_config` keeps (None: the default table).
+        self._glyph_table_setting: str | None = None
         self._glyph_table: GlyphTable | None = None
         self._set_glyph_table(glyph_table)
         # Inputs may be Python strings; convert them ourselves.
@@ -175,7 +181,7 @@ class TextRenderer(keras.layers.Layer):
         if self._glyph_table is None:
             # Only reachable for a path that did not exist at construction
             # and was not replaced by `load_assets`.
-            self._glyph_table = GlyphTable.load(self._glyph_table_path)
+            self._glyph_table = GlyphTable.load(self._glyph_table_setting)
         return self._glyph_table
 
     def _set_glyph_table(self, glyph_table) -> None:
@@ -185,8 +191,11 @@ class TextRenderer(keras.layers.Layer):
             self._glyph_table = GlyphTable.default()
         elif isinstance(glyph_table, GlyphTable):
             self._glyph_table = glyph_table
+        elif isinstance(glyph_table, str) and glyph_table in TABLE_NAMES:
+            self._glyph_table_setting = glyph_table
+            self._glyph_table = GlyphTable.named(glyph_table)
         elif isinstance(glyph_table, str | os.PathLike):
-            self._glyph_table_path = os.fspath(glyph_table)
+            self._glyph_table_setting = os.fspath(glyph_table)
             try:
                 self._glyph_table = GlyphTable.load(glyph_table)
             except FileNotFoundError:
@@ -195,8 +204,9 @@ class TextRenderer(keras.layers.Layer):
                 self._glyph_table = None
         else:
             raise TypeError(
-                "`glyph_table` must be None, a GlyphTable or a path to a "
-                f"glyph table .npz, got {type(glyph_table).__name__}"
+                f"`glyph_table` must be None, a name in {list(TABLE_NAMES)}, "
+                "a GlyphTable or a path to a glyph table .npz, got "
+                f"{type(glyph_table).__name__}"
             )
 
     def save_assets(self, dir_path: str) -> None:
@@ -207,9 +217,9 @@ class TextRenderer(keras.layers.Layer):
         """Reads the glyph table written by `save_assets`, if present."""
         path = os.path.join(dir_path, _ASSET_FILE)
         if os.path.exists(path):
-            path_setting = self._glyph_table_path
+            setting = self._glyph_table_setting
             self._set_glyph_table(GlyphTable.load(path))
-            self._glyph_table_path = path_setting
+            self._glyph_table_setting = setting
 
     def _numpy_tables(self) -> dict[str, np.ndarray]:
         """The lookup tables the renderer gathers from (built once)."""
@@ -533,7 +543,7 @@ class TextRenderer(keras.layers.Layer):
                 "monospace": self.monospace,
                 "spacing": self.spacing,
                 "min_width": self.min_width,
-                "glyph_table": self._glyph_table_path,
+                "glyph_table": self._glyph_table_setting,
             }
         )
         return config

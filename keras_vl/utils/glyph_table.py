@@ -1,4 +1,5 @@
-"""Compact 16x16 bitmap font tables built from GNU Unifont `.hex` files.
+"""Compact 16x16 bitmap font tables built from GNU Unifont `.hex` files
+(`tools/build_glyph_table.py` also reads Unifont's OpenType files).
 
 A `.hex` file has one glyph per line, ``CODEPOINT:BITS``: the code point in
 hex (4 to 6 digits), then 32 hex digits (an 8x16 half-width glyph, drawn in
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ MAX_UNICODE = 0x10FFFF
 _SURROGATES = (0xD800, 0xDFFF)
 _DEFAULT_ASSET = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_TABLE_PATH = _DEFAULT_ASSET / "unifont_glyphs.npz"
+# Shipped tables `GlyphTable.named` knows, the default first.
+TABLE_NAMES = ("unifont", "unifont_bmp")
 
 # Keys of the `.npz` file. The row words are stored as two byte planes
 # ([high bytes, low bytes]), which deflate ~25% smaller than uint16 rows, and
@@ -137,17 +140,66 @@ class GlyphTable:
                     if max_codepoint is not None and codepoint > max_codepoint:
                         continue
                     glyphs[codepoint] = words
-        # Surrogates can never be rendered (they are not characters).
-        for cp in [c for c in glyphs if _is_surrogate(c)]:
-            del glyphs[cp]
-        order = sorted(glyphs)
+        if source is None:
+            source = "built from " + ", ".join(p.name for p in paths)
+        return cls.from_glyphs(glyphs, license=license, source=source)
+
+    @classmethod
+    def from_glyphs(
+        cls,
+        glyphs: Mapping[int, Sequence[int]],
+        license: str = "",
+        source: str = "",
+    ) -> GlyphTable:
+        """Builds a table from ``{code point: 16 row words}``.
+
+        Surrogates (U+D800..U+DFFF) are dropped: they are not characters.
+
+        Args:
+            glyphs: per code point, 16 row words (bit 15 = leftmost column).
+            license: license text to store in the table.
+            source: provenance text.
+
+        Returns:
+            The table.
+
+        Example:
+
+        ```python
+        table = GlyphTable.from_glyphs({ord("-"): [0] * 7 + [0xFF00] + [0] * 8})
+        ```
+        """
+        order = sorted(c for c in glyphs if not _is_surrogate(c))
         codepoints = np.asarray(order, dtype=np.int32)
         rows = np.zeros((len(order) + 1, GLYPH_SIZE), dtype=np.uint16)
         if order:
             rows[1:] = np.asarray([glyphs[c] for c in order], np.uint16)
-        if source is None:
-            source = "built from " + ", ".join(p.name for p in paths)
         return cls(codepoints, rows, license=license, source=source)
+
+    def up_to(self, max_codepoint: int) -> GlyphTable:
+        """The glyphs of code points ``<= max_codepoint`` as a new table.
+
+        Example:
+
+        ```python
+        plane0 = GlyphTable.default().up_to(0xFFFF)
+        ```
+        """
+        if isinstance(max_codepoint, bool) or not isinstance(
+            max_codepoint, int | np.integer
+        ):
+            raise TypeError(
+                "`max_codepoint` must be an int, got "
+                f"{type(max_codepoint).__name__}"
+            )
+        keep = int(np.searchsorted(self._codepoints, max_codepoint, "right"))
+        source = f"{self.source}; code points <= {max_codepoint:#x}"
+        return GlyphTable(
+            self._codepoints[:keep],
+            self._rows[: keep + 1],
+            license=self.license,
+            source=source,
+        )
 
     def save(self, path: PathLike) -> None:
         """Writes the table as a compressed `.npz` file.
@@ -210,7 +262,9 @@ class GlyphTable:
 
     @staticmethod
     def default() -> GlyphTable:
-        """The shipped GNU Unifont 15.0.01 plane-0 table (cached).
+        """The shipped GNU Unifont 15.0.01 table, all planes (cached).
+
+        Same as ``GlyphTable.named("unifont")``.
 
         Example:
 
@@ -218,7 +272,34 @@ class GlyphTable:
         table = GlyphTable.default()
         ```
         """
-        return _load_default()
+        return _load_named("unifont")
+
+    @staticmethod
+    def named(name: str) -> GlyphTable:
+        """A shipped table by name (cached), one of `TABLE_NAMES`:
+
+        - ``"unifont"``: GNU Unifont 15.0.01, plane 0 from ``unifont.hex``
+          and planes 1, 2 and 14 from ``unifont_upper.otf`` (the released
+          CLIPPO models were trained with Unifont's upper planes too).
+        - ``"unifont_bmp"``: the same glyphs up to U+FFFF only; code points
+          above render blank, as in big_vision runs whose upper-plane font
+          file was empty (the renderer fixtures were made that way).
+
+        Raises:
+            ValueError: `name` is not one of `TABLE_NAMES`.
+
+        Example:
+
+        ```python
+        plane0 = GlyphTable.named("unifont_bmp")
+        ```
+        """
+        if name not in TABLE_NAMES:
+            raise ValueError(
+                f"Unknown glyph table name {name!r}; expected one of "
+                f"{list(TABLE_NAMES)}"
+            )
+        return _load_named(name)
 
     # ------------------------------------------------------------------
     # Accessors.
@@ -342,7 +423,9 @@ class GlyphTable:
 
 
 @functools.cache
-def _load_default() -> GlyphTable:
+def _load_named(name: str) -> GlyphTable:
+    if name == "unifont_bmp":
+        return _load_named("unifont").up_to(0xFFFF)
     return GlyphTable.load(DEFAULT_TABLE_PATH)
 
 

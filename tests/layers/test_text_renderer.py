@@ -19,6 +19,8 @@ from keras_vl.layers.text_renderer import (
 from keras_vl.utils.glyph_table import GlyphTable
 
 CONFIGS = ["a_default_224", "b_monospace_224", "c_default_64", "d_custom_224"]
+# The fixtures were rendered by big_vision with an empty upper-plane font.
+FIXTURE_TABLE = "unifont_bmp"
 
 _RENDERERS: dict = {}
 
@@ -38,7 +40,8 @@ def fixture_case(name: str):
     strings = json.loads((root / "strings.json").read_text("utf-8"))
     data = load_npz(root / config["file"])
     assert data["ok"].all()
-    return config["kwargs"], strings, data["images"]
+    kwargs = {**config["kwargs"], "glyph_table": FIXTURE_TABLE}
+    return kwargs, strings, data["images"]
 
 
 def reference_render(text, table: GlyphTable, image_size: int, **config):
@@ -110,7 +113,7 @@ def test_matches_big_vision_fixtures(name):
 def test_reference_transcription_matches_fixtures(name):
     # Validates `reference_render`, which the randomized tests rely on.
     kwargs, strings, expected = fixture_case(name)
-    table = GlyphTable.default()
+    table = GlyphTable.named(FIXTURE_TABLE)
     for i, text in enumerate(strings):
         np.testing.assert_array_equal(
             reference_render(text, table, **kwargs), expected[i]
@@ -166,6 +169,68 @@ def test_padding_is_not_a_character():
 
 
 # ----------------------------------------------------------------------
+# Characters above U+FFFF (emoji, Linear B, musical symbols, ...).
+
+GRINNING, LINEAR_B_A, G_CLEF = 0x1F600, 0x10000, 0x1D11E
+
+
+def cell(codepoint: int, width: int) -> np.ndarray:
+    """The pixels a glyph's first `width` columns should get (defaults)."""
+    bitmap = GlyphTable.default().bitmap(codepoint)[:, :width]
+    return np.where(bitmap, 0, 127).astype(np.uint8)
+
+
+def test_upper_planes_render_with_ink():
+    renderer = renderer_for(image_size=64)
+    texts = ["😀😀😀", "", chr(LINEAR_B_A) * 2, chr(G_CLEF) + "a", "\U0010ffff"]
+    images = to_numpy(renderer(texts))[..., 0]
+    emoji, empty, linear_b, clef, unassigned = images
+    assert (empty == 127).all() and (unassigned == 127).all()
+    assert (emoji == 0).sum() == 3 * 70  # 70 ink pixels per face.
+    # Wide glyphs (ink in columns 1..15) keep all 16 columns and follow
+    # each other with no gap. Glyph k goes to line floor(c_k / (S - W)),
+    # c = 16, 32, 48 and S - W = 48: the third face starts line 1.
+    face = cell(GRINNING, 16)
+    np.testing.assert_array_equal(emoji[:16, :16], face)
+    np.testing.assert_array_equal(emoji[:16, 16:32], face)
+    np.testing.assert_array_equal(emoji[16:32, :16], face)
+    assert (emoji[:16, 32:] == 127).all() and (emoji[16:32, 16:] == 127).all()
+    # Half-width glyphs (ink in columns 1..7) take columns 0..7: the next
+    # one starts at x = 8.
+    for k in range(2):
+        np.testing.assert_array_equal(
+            linear_b[:16, 8 * k : 8 * k + 8], cell(LINEAR_B_A, 8)
+        )
+    assert (linear_b[:, 16:] == 127).all()
+    assert (linear_b == 0).sum() == 2 * 23
+    np.testing.assert_array_equal(clef[:16, :8], cell(G_CLEF, 8))
+    a = GlyphTable.default().bitmap(ord("a"))
+    first, last = np.flatnonzero(a.any(axis=0))[[0, -1]]
+    np.testing.assert_array_equal(  # "a" trimmed to [first - 1, last + 1].
+        clef[:16, 8 : 8 + last - first + 2],
+        cell(ord("a"), 16)[:, first - 1 : last + 1],
+    )
+    # Monospace: every glyph takes its whole 16-column cell.
+    mono = to_numpy(renderer_for(image_size=64, monospace=True)(texts[2]))
+    np.testing.assert_array_equal(mono[:16, :16, 0], cell(LINEAR_B_A, 16))
+    np.testing.assert_array_equal(mono[:16, 16:32, 0], cell(LINEAR_B_A, 16))
+
+
+def test_plane0_table_leaves_upper_planes_blank():
+    renderer = renderer_for(image_size=64, glyph_table="unifont_bmp")
+    images = to_numpy(renderer(["😀😀😀", "", "a😀b", "ab"]))
+    np.testing.assert_array_equal(images[0], images[1])
+    assert (images[0] == 127).all()
+    # A blank cell still takes min_width (4) columns.
+    assert not np.array_equal(images[2], images[3])
+    np.testing.assert_array_equal(
+        images[2][:, :8], to_numpy(renderer_for(image_size=64)("a"))[:, :8]
+    )
+    full = to_numpy(renderer_for(image_size=64)(["😀😀😀", ""]))
+    assert not np.array_equal(full[0], full[1])
+
+
+# ----------------------------------------------------------------------
 # Inputs.
 
 
@@ -191,7 +256,7 @@ def test_input_forms():
     )
     # Lone surrogates (possible in Python str) render as blank cells.
     np.testing.assert_array_equal(
-        to_numpy(renderer("a\ud800b")), to_numpy(renderer("a\U000e0000b"))
+        to_numpy(renderer("a\ud800b")), to_numpy(renderer("a\U0010ffffb"))
     )
 
 
@@ -395,6 +460,23 @@ def test_get_config_round_trip(tmp_path):
     restored = keras.layers.deserialize(keras.layers.serialize(default))
     assert isinstance(restored, TextRenderer)
     assert restored.get_config() == default.get_config()
+    # A config without a table (also every config saved before named
+    # tables existed) gets the full default table.
+    assert restored.glyph_table is GlyphTable.default()
+
+
+def test_named_table_in_config():
+    renderer = TextRenderer(image_size=32, glyph_table="unifont_bmp")
+    assert renderer.glyph_table is GlyphTable.named("unifont_bmp")
+    config = renderer.get_config()
+    assert config["glyph_table"] == "unifont_bmp"
+    clone = keras.layers.deserialize(keras.layers.serialize(renderer))
+    assert clone.glyph_table is GlyphTable.named("unifont_bmp")
+    assert (to_numpy(clone("😀")) == 127).all()  # Blank, as in big_vision.
+    full = TextRenderer(image_size=32, glyph_table="unifont")
+    assert full.glyph_table is GlyphTable.default()
+    assert full.get_config()["glyph_table"] == "unifont"
+    assert (to_numpy(full("😀"))[..., 0] == 0).sum() == 70
 
 
 def test_saved_model_keeps_its_font(tmp_path):

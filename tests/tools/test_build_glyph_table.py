@@ -1,4 +1,5 @@
-"""tools/build_glyph_table.py: parsing .hex files into a glyph table."""
+"""tools/build_glyph_table.py: .hex files and Unifont-style OpenType fonts
+(pixel-square outlines) into a glyph table."""
 
 import hashlib
 import importlib.util
@@ -128,6 +129,263 @@ def test_shipped_asset_matches_debian_hex(tmp_path):
     rebuilt = load_tool().build(
         [hex_path], tmp_path / "rebuilt.npz", max_codepoint=0xFFFF
     )
-    shipped = GlyphTable.load(DEFAULT_TABLE_PATH)
+    shipped = GlyphTable.load(DEFAULT_TABLE_PATH).up_to(0xFFFF)
     assert rebuilt.equals(shipped)
     assert shipped.num_glyphs == 57086
+
+
+OTF_DIRS = [
+    Path("/usr/share/fonts/opentype/unifont"),
+    Path("/tmp/unifont_pkg/usr/share/fonts/opentype/unifont"),
+]
+OTF_SHA256 = {
+    "unifont.otf": (
+        "db1960227adcb14640063e7384fdcd2867aaf819d9ca4866bca289d4db9a9f67"
+    ),
+    "unifont_upper.otf": (
+        "29adae95e09d12c0169319669f82ae814dcafef029526c7c1304d07dd0e6fe1c"
+    ),
+}
+
+
+def debian_otf(name: str) -> Path:
+    """Debian fonts-unifont 1:15.0.01's `name`, or skip."""
+    pytest.importorskip("fontTools", reason="needs the `tools` extra")
+    path = next((d / name for d in OTF_DIRS if (d / name).exists()), None)
+    if path is None:
+        pytest.skip(f"Debian's {name} is not installed")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != OTF_SHA256[name]:
+        pytest.skip(f"{path} is not fonts-unifont 1:15.0.01")
+    return path
+
+
+def test_shipped_upper_planes_match_debian_otf():
+    glyphs = load_tool().read_otf(
+        debian_otf("unifont_upper.otf"), min_codepoint=0x10000
+    )
+    shipped = GlyphTable.load(DEFAULT_TABLE_PATH)
+    upper = shipped.codepoints > 0xFFFF
+    assert sorted(glyphs) == shipped.codepoints[upper].tolist()
+    np.testing.assert_array_equal(
+        np.asarray([glyphs[c] for c in sorted(glyphs)], np.uint16),
+        shipped.rows[1:][upper],
+    )
+
+
+@pytest.mark.slow
+def test_debian_otf_plane0_equals_hex():
+    # The method's check: Debian's unifont.otf, rasterised, is the shipped
+    # plane 0 (= unifont.hex) bit for bit. About a minute.
+    glyphs = load_tool().read_otf(
+        debian_otf("unifont.otf"), max_codepoint=0xFFFF
+    )
+    from_otf = GlyphTable.from_glyphs(glyphs)
+    assert from_otf.num_glyphs == 57086
+    assert from_otf.equals(GlyphTable.load(DEFAULT_TABLE_PATH).up_to(0xFFFF))
+
+
+# ----------------------------------------------------------------------
+# OpenType fonts made of pixel squares, as Unifont's are.
+
+UNIT = 64  # Font units per pixel of the test font (Unifont's is 4).
+ASCENT = 14 * UNIT  # Top of the 16-pixel grid; descent is -2 pixels.
+
+
+def words_of(bitmap: np.ndarray) -> list[int]:
+    """Row words (bit 15 = column 0) of a [16, width] bool bitmap."""
+    return [sum(1 << (15 - c) for c in np.flatnonzero(row)) for row in bitmap]
+
+
+def pixel_squares(bitmap: np.ndarray, left: int = 0) -> list[list]:
+    """One clockwise square contour per ink pixel (overlap-free union)."""
+    contours = []
+    for row, col in zip(*np.nonzero(bitmap), strict=True):
+        x0, y0 = left + int(col) * UNIT, ASCENT - int(row) * UNIT
+        x1, y1 = x0 + UNIT, y0 - UNIT
+        contours.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    return contours
+
+
+def rectangle(top, left, bottom, right, clockwise=True) -> list:
+    """Pixel rows [top, bottom) and columns [left, right) as a contour."""
+    x0, x1 = left * UNIT, right * UNIT
+    y0, y1 = ASCENT - top * UNIT, ASCENT - bottom * UNIT
+    points = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    return points if clockwise else points[::-1]
+
+
+def random_bitmap(width: int, seed: int) -> np.ndarray:
+    bitmap = np.zeros((16, 16), bool)
+    rng = np.random.default_rng(seed)
+    bitmap[:, :width] = rng.random((16, width)) < 0.4
+    return bitmap
+
+
+RING = np.zeros((16, 16), bool)
+RING[2:14, 1:15] = True
+RING[5:11, 4:12] = False
+MARK = np.zeros((16, 16), bool)  # A combining mark drawn in its cell.
+MARK[1:3, 10:14] = True
+HALF_BITMAP, FULL_BITMAP = random_bitmap(8, 0), random_bitmap(16, 1)
+
+
+def build_font(path: Path, glyphs: dict) -> Path:
+    """Writes a CFF OpenType font; `glyphs` maps a code point to
+    ``(advance in pixels, left side bearing in units, contours)``."""
+    pytest.importorskip("fontTools", reason="needs the `tools` extra")
+    from fontTools.fontBuilder import FontBuilder
+    from fontTools.pens.t2CharStringPen import T2CharStringPen
+
+    names = {cp: f"uni{cp:04X}" for cp in glyphs}
+    builder = FontBuilder(unitsPerEm=16 * UNIT, isTTF=False)
+    builder.setupGlyphOrder([".notdef", *names.values()])
+    builder.setupCharacterMap(names)
+    charstrings, metrics = {}, {}
+    for name, (advance, bearing, contours) in [
+        (".notdef", (8, 0, [])),
+        *((names[cp], spec) for cp, spec in glyphs.items()),
+    ]:
+        pen = T2CharStringPen(advance * UNIT, None)
+        for contour in contours:
+            pen.moveTo(contour[0])
+            for point in contour[1:]:
+                pen.lineTo(point)
+            pen.closePath()
+        charstrings[name] = pen.getCharString()
+        metrics[name] = (advance * UNIT, bearing)
+    builder.setupCFF("Tiny", {"FullName": "Tiny"}, charstrings, {})
+    builder.setupHorizontalMetrics(metrics)
+    builder.setupHorizontalHeader(ascent=ASCENT, descent=ASCENT - 16 * UNIT)
+    builder.setupNameTable({"familyName": "Tiny", "styleName": "Regular"})
+    builder.setupOS2()
+    builder.setupPost()
+    builder.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_otf(tmp_path_factory) -> Path:
+    return build_font(
+        tmp_path_factory.mktemp("otf") / "tiny.otf",
+        {
+            0x41: (8, 0, pixel_squares(HALF_BITMAP)),
+            0x20: (8, 0, []),  # Space: a glyph without ink.
+            0x4E00: (16, 0, pixel_squares(FULL_BITMAP)),
+            # A ring: the hole winds the other way.
+            0x1F600: (
+                16,
+                0,
+                [rectangle(2, 1, 14, 15), rectangle(5, 4, 11, 12, False)],
+            ),
+            # Combining: advance 0, cell moved left by 16 pixels.
+            0x0301: (0, -16 * UNIT, pixel_squares(MARK, left=-16 * UNIT)),
+        },
+    )
+
+
+def test_otf_bitmaps_are_exact(tiny_otf):
+    glyphs = load_tool().read_otf(tiny_otf)
+    assert sorted(glyphs) == [0x20, 0x41, 0x301, 0x4E00, 0x1F600]
+    assert glyphs[0x41] == words_of(HALF_BITMAP)
+    assert glyphs[0x4E00] == words_of(FULL_BITMAP)
+    assert glyphs[0x1F600] == words_of(RING)
+    assert glyphs[0x301] == words_of(MARK)
+    assert glyphs[0x20] == [0] * 16
+    assert sum(bin(w).count("1") for w in glyphs[0x1F600]) == 12 * 14 - 48
+    upper = load_tool().read_otf(tiny_otf, min_codepoint=0x10000)
+    assert list(upper) == [0x1F600]
+    assert list(load_tool().read_otf(tiny_otf, max_codepoint=0x41)) == [
+        0x20,
+        0x41,
+    ]
+
+
+def test_otf_and_hex_build_one_table(tiny_otf, tmp_path, capsys):
+    # The .hex file holds the same bitmaps, so the tables must agree.
+    lines = [
+        f"{cp:04X}:" + "".join(f"{w:04X}" for w in words_of(bitmap))
+        for cp, bitmap in [
+            (0x41, HALF_BITMAP),
+            (0x20, np.zeros((16, 16), bool)),
+            (0x301, MARK),
+            (0x4E00, FULL_BITMAP),
+            (0x1F600, RING),
+        ]
+    ]
+    hex_path = write_hex(tmp_path / "same.hex", lines)
+    tool = load_tool()
+    status = tool.main(
+        [
+            str(tiny_otf),
+            "--output",
+            str(tmp_path / "from_otf.npz"),
+            "--compare-with",
+            str(hex_path),
+        ]
+    )
+    assert status == 0
+    assert "compared 5 glyphs" in capsys.readouterr().out
+    from_hex = GlyphTable.from_hex_files(hex_path)
+    assert GlyphTable.load(tmp_path / "from_otf.npz").equals(from_hex)
+    # Plane 0 from .hex, the upper planes from the font.
+    plane0 = write_hex(tmp_path / "plane0.hex", [f"0042:{FULL}"])
+    mixed = tool.build([plane0], tmp_path / "mixed.npz", upper_files=[tiny_otf])
+    assert mixed.codepoints.tolist() == [0x42, 0x1F600]
+    assert mixed.bitmap(0x1F600).sum() == RING.sum()
+    assert "above U+FFFF: tiny.otf sha256=" in mixed.source
+    report = tool.compare(mixed, from_hex)
+    assert report == {
+        "compared": 1,
+        "mismatched": [],
+        "only_in_table": [0x42],
+        "only_in_reference": [0x20, 0x41, 0x301, 0x4E00],
+    }
+
+
+def test_compare_reports_mismatches(tiny_otf, tmp_path, capsys):
+    wrong = write_hex(tmp_path / "wrong.hex", [f"0041:{HALF}"])
+    status = load_tool().main(
+        [
+            str(tiny_otf),
+            "--output",
+            str(tmp_path / "t.npz"),
+            "--compare-with",
+            str(wrong),
+        ]
+    )
+    assert status == 1
+    out = capsys.readouterr().out
+    assert "compared 1 glyphs" in out and "1 differ" in out
+    assert "mismatched: U+0041" in out
+
+
+@pytest.mark.parametrize(
+    "glyph, message",
+    [
+        ((8, 0, [[(0, ASCENT), (UNIT + 1, ASCENT), (0, 0)]]), "off the"),
+        ((8, 0, [[(0, ASCENT), (UNIT, 0), (0, 0)]]), "slanted edge"),
+        ((10, 0, []), "advance 640"),
+        ((8, 0, [rectangle(0, 6, 2, 9)]), "outside its 8x16 cell"),
+        ((16, 0, [rectangle(15, 0, 17, 2)]), "outside its 16x16 cell"),
+    ],
+)
+def test_otf_outlines_that_are_not_pixels(tmp_path, glyph, message):
+    path = build_font(tmp_path / "bad.otf", {0x41: glyph})
+    with pytest.raises(ValueError, match=message) as info:
+        load_tool().read_otf(path)
+    assert "bad.otf U+0041" in str(info.value)
+
+
+def test_rasterize_contours_rejects_curves():
+    tool = load_tool()
+    commands = [
+        ("moveTo", ((0, 0),)),
+        ("qCurveTo", ((4, 4), (8, 0))),
+        ("closePath", ()),
+    ]
+    with pytest.raises(ValueError, match="qCurveTo"):
+        tool._contours(commands, "glyph x")
+    # One pixel at row 0, column 1 of a cell with its top-left at (0, 64).
+    square = [(4, 64), (8, 64), (8, 60), (4, 60)]
+    words = tool.rasterize_contours([square], pixel=4, left=0, top=64)
+    assert words == [0x4000] + [0] * 15

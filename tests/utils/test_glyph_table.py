@@ -25,17 +25,33 @@ def hex_bitmap(bits: str) -> np.ndarray:
     return out
 
 
+# Upper-plane glyphs of the shipped table (from unifont_upper.otf 15.0.01).
+HEX_LINEAR_B_A = (  # U+10000, 8 wide
+    "000000000000410041007F004900490008000800080008000800080000000000"
+)
+HEX_GRINNING = (  # U+1F600, 16 wide
+    "000003E00C181004200226324631400140014FF92AAA26B213E40C1803E00000"
+)
+SHA256_HEX = "fe93c0df9a69e71df0fcf9e71af3adab3c85a393b1a3cae1eb32f69880fc1841"
+SHA256_UPPER = (
+    "29adae95e09d12c0169319669f82ae814dcafef029526c7c1304d07dd0e6fe1c"
+)
+
+
 def test_default_table():
     table = GlyphTable.default()
     assert table is GlyphTable.default()  # Cached.
-    assert table.num_glyphs == 57086
-    assert table.max_codepoint == 0xFFFD
+    assert table is GlyphTable.named("unifont")
+    assert table.num_glyphs == 57086 + 13547
+    assert table.max_codepoint == 0xE01EF
     assert "15.0.01" in table.source
-    assert (
-        "fe93c0df9a69e71df0fcf9e71af3adab3c85a393b1a3cae1eb32f69880fc1841"
-        in (table.source)
-    )
+    assert SHA256_HEX in table.source and SHA256_UPPER in table.source
     assert "GPL" in table.license and "Unifont" in table.license
+    assert "Open Font License" in table.license
+    assert "unifont_upper.otf" in table.license
+    # The table carries the shipped notice, word for word.
+    notice = DEFAULT_TABLE_PATH.parent / "UNIFONT_LICENSE.txt"
+    assert table.license == notice.read_text(encoding="utf-8")
     assert DEFAULT_TABLE_PATH.stat().st_size < 1024 * 1024
     np.testing.assert_array_equal(table.bitmap(0x41), hex_bitmap(HEX_A))
     np.testing.assert_array_equal(table.bitmap(0x4E00), hex_bitmap(HEX_YI))
@@ -43,14 +59,62 @@ def test_default_table():
     assert not table.bitmap(0x20).any()  # Space exists but is blank.
 
 
+def test_upper_planes_have_ink():
+    table = GlyphTable.default()
+    linear_b, grinning = table.bitmap(0x10000), table.bitmap(0x1F600)
+    np.testing.assert_array_equal(linear_b, hex_bitmap(HEX_LINEAR_B_A))
+    np.testing.assert_array_equal(grinning, hex_bitmap(HEX_GRINNING))
+    assert linear_b.sum() == 23 and grinning.sum() == 70
+    clef = table.bitmap(0x1D11E)  # MUSICAL SYMBOL G CLEF
+    assert clef.sum() == 41
+    # 8-wide glyphs keep to the left half, 16-wide ones use all columns.
+    assert not linear_b[:, 8:].any() and not clef[:, 8:].any()
+    assert grinning[:, 15].any() and grinning[:, 1].any()
+    upper = table.codepoints[table.codepoints > 0xFFFF]
+    assert len(upper) == 13547
+    # The planes unifont_upper covers: SMP, SIP (some CJK), SSP (tags).
+    assert sorted(set((upper >> 16).tolist())) == [1, 2, 14]
+
+
+def test_named_tables():
+    full, bmp = GlyphTable.named("unifont"), GlyphTable.named("unifont_bmp")
+    assert bmp is GlyphTable.named("unifont_bmp")  # Cached.
+    assert bmp.num_glyphs == 57086 and bmp.max_codepoint == 0xFFFD
+    np.testing.assert_array_equal(bmp.codepoints, full.codepoints[:57086])
+    np.testing.assert_array_equal(bmp.rows, full.rows[: 57086 + 1])
+    assert not bmp.bitmap(0x1F600).any()
+    assert "<= 0xffff" in bmp.source and bmp.license == full.license
+    with pytest.raises(ValueError, match="unifont_bmp"):
+        GlyphTable.named("unifont-9")
+
+
+def test_up_to_and_from_glyphs():
+    full_width = [0xFFFF] * 16
+    table = GlyphTable.from_glyphs(
+        {0x1F600: full_width, 0x41: [0x8000] * 16, 0xD800: full_width},
+        source="s",
+    )
+    assert table.codepoints.tolist() == [0x41, 0x1F600]  # No surrogate.
+    assert table.bitmap(0x1F600).all() and table.bitmap(0x41)[:, 0].all()
+    cut = table.up_to(0xFFFF)
+    assert cut.codepoints.tolist() == [0x41]
+    assert cut.rows.shape == (2, 16) and cut.bitmap(0x41)[:, 0].all()
+    assert table.up_to(0x1F600).equals(table)
+    assert table.up_to(0x40).num_glyphs == 0
+    with pytest.raises(TypeError, match="max_codepoint"):
+        table.up_to("0xFFFF")
+
+
 def test_unknown_codepoints_are_blank():
     table = GlyphTable.default()
-    unknown = [-5, -1, 0xD800, 0xDFFF, 0xE000, 0xFFFF, 0x1F600, 0x10FFFF, 2**40]
+    unknown = [-5, -1, 0xD800, 0xDFFF, 0xE000, 0xFFFF, 0x10FFFF, 2**40]
     np.testing.assert_array_equal(table.glyph_index(unknown), 0)
     for codepoint in unknown[:-1]:
         assert not table.bitmap(codepoint).any()
     assert table.glyph_index([0x41])[0] > 0
-    assert table.index.dtype == np.int32 and len(table.index) == 0xFFFE
+    assert table.index.dtype == np.int32 and len(table.index) == 0xE01F0
+    bmp = GlyphTable.named("unifont_bmp")
+    assert bmp.glyph_index([0x1F600])[0] == 0 and len(bmp.index) == 0xFFFE
 
 
 def test_derived_arrays_agree_with_bitmaps():

@@ -182,10 +182,10 @@ def test_outputs_are_normalised_and_multilingual():
     z = model.encode_texts(texts)
     assert z.shape == (len(texts), 16)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
-    # Different scripts render differently, so they embed differently...
-    assert len({tuple(np.round(row, 5)) for row in z[:5]}) == 5
-    # ...while the default plane-0 font has no emoji: blank like "".
-    np.testing.assert_allclose(z[5], z[6], atol=1e-6)
+    # Different scripts render differently, so they embed differently;
+    # the default font has the upper planes, so an emoji is not blank.
+    assert len({tuple(np.round(row, 5)) for row in z}) == len(texts)
+    assert np.abs(z[5] - z[6]).max() > 1e-3
 
 
 def test_inputs_over_one_batch_run_compiled_and_agree():
