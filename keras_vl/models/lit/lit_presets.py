@@ -17,7 +17,9 @@ Names follow `<family>[_i18n]_<image tower>_<resolution>`:
 Each entry holds the checkpoint `url`, the vocabulary under
 `files["vocabulary"]`, the checkpoint's `source` (`"vision_transformer"`
 or `"big_vision"`), the model `config` and the `text` rules
-(`LiTPreprocessor.from_vocabulary` arguments).
+(`LiTPreprocessor.from_vocabulary` arguments). `metadata["params"]` is the
+converted `LiTBackbone.count_params()` (the task's temperature and bias
+are not counted; BERT towers count keras-hub's unused, zeroed pooler).
 """
 
 _LIT_BUCKET = "gs://vit_models/lit/"
@@ -38,10 +40,14 @@ SIGLIP_VOCABULARIES = {
 _SIGLIP_VOCABULARY_SIZES = {"c4_en": 32_000, "mc4": 250_000}
 
 
-def _lit(release: str, rules: str, description: str) -> dict:
+def _lit(release: str, rules: str, params: int, description: str) -> dict:
     suffix = ".txt" if rules == "bert" else ".model"
     return {
-        "metadata": {"description": description, "path": "lit"},
+        "metadata": {
+            "description": description,
+            "params": params,
+            "path": "lit",
+        },
         "url": f"{_LIT_BUCKET}{release}.npz",
         "files": {"vocabulary": f"{_LIT_BUCKET}{release}{suffix}"},
         "source": "vision_transformer",
@@ -59,6 +65,7 @@ def _siglip(
     embedding_dim: int,
     sequence_length: int,
     vocabulary: str,
+    params: int,
     description: str,
 ) -> dict:
     # The model config of big_vision's SigLIP demo notebook.
@@ -75,7 +82,11 @@ def _siglip(
         "temperature_init": 10.0,
     }
     return {
-        "metadata": {"description": description, "path": "lit"},
+        "metadata": {
+            "description": description,
+            "params": params,
+            "path": "lit",
+        },
         "url": f"{_SIGLIP_BUCKET}{checkpoint}.npz",
         "files": {"vocabulary": SIGLIP_VOCABULARIES[vocabulary]},
         "source": "big_vision",
@@ -84,7 +95,7 @@ def _siglip(
     }
 
 
-def _siglip_en(checkpoint, variant, image_size, text, dim, length=64):
+def _siglip_en(checkpoint, variant, image_size, text, dim, params, length=64):
     size = variant.split("/")[0]
     return _siglip(
         checkpoint,
@@ -94,6 +105,7 @@ def _siglip_en(checkpoint, variant, image_size, text, dim, length=64):
         dim,
         length,
         "c4_en",
+        params,
         f"SigLIP {variant} at {image_size} px trained on English WebLI; "
         f"{dim}-wide embeddings, {length}-token texts ({size} text tower).",
     )
@@ -103,57 +115,73 @@ backbone_presets = {
     "lit_b16b": _lit(
         "LiT-B16B",
         "bert",
+        196_462_080,
         "LiT ViT-B/16 image tower with a BERT-Base text tower (both with "
         "768-wide heads), 224 px, 16 WordPiece tokens.",
     ),
     "lit_b16b_2": _lit(
         "LiT-B16B_2",
         "bert",
+        195_871_488,
         "LiT ViT-B/16 with a BERT-Base text tower (second release: no "
         "image head), 224 px, 16 WordPiece tokens.",
     ),
     "lit_l16l": _lit(
         "LiT-L16L",
         "bert",
+        639_493_120,
         "LiT ViT-L/16 with a BERT-Large text tower, 224 px, 16 WordPiece "
         "tokens.",
     ),
     "lit_l16s": _lit(
         "LiT-L16S",
         "lit_sentencepiece",
+        331_140_352,
         "LiT ViT-L/16 with a small (384-wide) text transformer, 224 px, 16 "
         "SentencePiece tokens.",
     ),
     "lit_l16ti": _lit(
         "LiT-L16Ti",
         "lit_sentencepiece",
+        311_913_088,
         "LiT ViT-L/16 with a tiny (192-wide) text transformer, 224 px, 16 "
         "SentencePiece tokens.",
     ),
     "siglip_b16_224": _siglip_en(
-        "webli_en_b16_224_63724782", "B/16", 224, "B", 768
+        "webli_en_b16_224_63724782", "B/16", 224, "B", 768, 203_155_968
     ),
     "siglip_b16_256": _siglip_en(
-        "webli_en_b16_256_60500360", "B/16", 256, "B", 768
+        "webli_en_b16_256_60500360", "B/16", 256, "B", 768, 203_202_048
     ),
     "siglip_b16_384": _siglip_en(
-        "webli_en_b16_384_68578854", "B/16", 384, "B", 768
+        "webli_en_b16_384_68578854", "B/16", 384, "B", 768, 203_447_808
     ),
     "siglip_b16_512": _siglip_en(
-        "webli_en_b16_512_68580893", "B/16", 512, "B", 768
+        "webli_en_b16_512_68580893", "B/16", 512, "B", 768, 203_791_872
     ),
     "siglip_l16_256": _siglip_en(
-        "webli_en_l16_256_60552751", "L/16", 256, "L", 1024
+        "webli_en_l16_256_60552751", "L/16", 256, "L", 1024, 652_150_784
     ),
     "siglip_l16_384": _siglip_en(
-        "webli_en_l16_384_63634585", "L/16", 384, "L", 1024
+        "webli_en_l16_384_63634585", "L/16", 384, "L", 1024, 652_478_464
     ),
     # The So400m/14 at 224 px reads 16-token texts; every other one 64.
     "siglip_so400m14_224": _siglip_en(
-        "webli_en_so400m_224_57633886", "So400m/14", 224, "So400m", 1152, 16
+        "webli_en_so400m_224_57633886",
+        "So400m/14",
+        224,
+        "So400m",
+        1152,
+        877_360_304,
+        length=16,
     ),
     "siglip_so400m14_384": _siglip_en(
-        "webli_en_so400m_384_58765454", "So400m/14", 384, "So400m", 1152
+        "webli_en_so400m_384_58765454",
+        "So400m/14",
+        384,
+        "So400m",
+        1152,
+        877_960_496,
     ),
     "siglip_i18n_b16_256": _siglip(
         "webli_i18n_b16_256_66117334",
@@ -163,6 +191,7 @@ backbone_presets = {
         768,
         64,
         "mc4",
+        370_626_048,
         "Multilingual SigLIP B/16 at 256 px trained on WebLI (mC4 "
         "250k vocabulary); 768-wide embeddings, 64-token texts.",
     ),
@@ -174,6 +203,7 @@ backbone_presets = {
         1152,
         64,
         "mc4",
+        1_128_758_960,
         "Multilingual SigLIP So400m/16 at 256 px trained on WebLI (mC4 "
         "250k vocabulary); 1152-wide embeddings, 64-token texts.",
     ),

@@ -15,7 +15,13 @@ from test_lit_vision_transformer_convert import (
     tiny_config,
 )
 
-from keras_vl.models import LiT, LiTBackbone, LiTPreprocessor, ViTBackbone
+from keras_vl.models import (
+    LiT,
+    LiTBackbone,
+    LiTPreprocessor,
+    TextTransformer,
+    ViTBackbone,
+)
 from keras_vl.models.lit import lit_presets
 from keras_vl.utils.download import DownloadError
 
@@ -106,6 +112,94 @@ def test_presets_are_listed_with_descriptions(cls):
     for entry in cls.presets.values():
         assert entry["metadata"]["path"] == "lit"
     assert not set(ViTBackbone.presets) & set(names)
+
+
+# === Listed parameter counts, from the sizes ===
+# (width, depth, mlp_dim) of the towers.
+SIZES = {
+    "B": (768, 12, 3072),
+    "L": (1024, 24, 4096),
+    "So400m": (1152, 27, 4304),
+}
+
+
+def encoder(w, depth, mlp, final_norm=True):
+    block = 4 * (w * w + w) + 2 * w * mlp + mlp + w + 4 * w
+    return depth * block + (2 * w if final_norm else 0)
+
+
+def dense(fan_in, units):
+    return fan_in * units + units if units else 0
+
+
+def map_vit(w, depth, mlp, patch, tokens):
+    # Patch embedding, position embedding, encoder, MAP head (probe,
+    # attention, MLP, one LayerNorm); no head.
+    head = w + 4 * (w * w + w) + 2 * w * mlp + mlp + w + 2 * w
+    return (
+        patch * patch * 3 * w + w + tokens * w + encoder(w, depth, mlp) + head
+    )
+
+
+def text_transformer(w, depth, mlp, vocab, length, out_dim):
+    return vocab * w + length * w + encoder(w, depth, mlp) + dense(w, out_dim)
+
+
+def bert(w, depth, mlp, vocab, positions, out_dim):
+    # Embeddings (+ LayerNorm), post-norm blocks, keras-hub's pooler, head.
+    embeddings = (vocab + positions + 2) * w + 2 * w
+    blocks = encoder(w, depth, mlp, final_norm=False)
+    return embeddings + blocks + dense(w, w) + dense(w, out_dim)
+
+
+def test_count_formulas_match_built_backbones():
+    vit = ViTBackbone(
+        image_size=32,
+        patch_size=16,
+        width=32,
+        depth=2,
+        mlp_dim=64,
+        num_heads=2,
+        pool_type="map",
+    )
+    text = TextTransformer(
+        vocab_size=50,
+        sequence_length=8,
+        width=16,
+        depth=1,
+        mlp_dim=24,
+        num_heads=2,
+        pool_type="last",
+        num_classes=32,
+    )
+    assert LiTBackbone(vit, text).count_params() == map_vit(
+        32, 2, 64, 16, 4
+    ) + text_transformer(16, 1, 24, 50, 8, 32)
+
+
+def test_listed_parameter_counts():
+    presets = lit_presets.backbone_presets
+    for name, _, variant, size, text, width, length, vocab in SIGLIP:
+        patch = int(variant.split("/")[1])
+        w, depth, mlp = SIZES[variant.split("/")[0]]
+        image = map_vit(w, depth, mlp, patch, (int(size) // patch) ** 2)
+        tw, td, tm = SIZES[text]
+        texts = text_transformer(
+            tw, td, tm, VOCABULARIES[vocab][1], int(length), int(width)
+        )
+        assert presets[name]["metadata"]["params"] == image + texts, name
+    # vit_jax/models_test.py's counts, less the temperature, plus the
+    # pooler keras-hub's BERT keeps (zeroed).
+    published = {
+        "lit_b16b": (195_871_489, 768),
+        "lit_b16b_2": (195_280_897, 768),
+        "lit_l16l": (638_443_521, 1024),
+        "lit_l16s": (331_140_353, None),
+        "lit_l16ti": (311_913_089, None),
+    }
+    for name, (count, bert_width) in published.items():
+        pooler = dense(bert_width, bert_width) if bert_width else 0
+        assert presets[name]["metadata"]["params"] == count - 1 + pooler
 
 
 # === Download, convert once, cache: tiny stand-ins on 127.0.0.1 ===
@@ -288,3 +382,7 @@ def test_bert_lit_preset_encodes_strings(tmp_path, monkeypatch):
     reference = to_numpy(model.backbone.embed_texts({"token_ids": expected}))
     assert np.abs(ztxt - reference).max() <= 1e-5
     assert model.preprocessor.image_size == (IMAGE, IMAGE)
+    # The BERT count of `test_listed_parameter_counts`, on this tiny tower.
+    image = model.backbone.image_encoder.count_params()
+    text = bert(width, 2, 64, 60, 20, 24)
+    assert model.backbone.count_params() == image + text
