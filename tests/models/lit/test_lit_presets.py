@@ -23,6 +23,7 @@ from keras_vl.models import (
     ViTBackbone,
 )
 from keras_vl.models.lit import lit_presets
+from keras_vl.models.lit.lit_convert import unstack_scanned_blocks
 from keras_vl.utils.download import DownloadError
 
 LIT = ["lit_b16b", "lit_b16b_2", "lit_l16l", "lit_l16s", "lit_l16ti"]
@@ -241,11 +242,31 @@ def scanned(params, encoder):
     return out
 
 
+def test_scanned_blocks_must_share_their_depth():
+    params = {
+        "T/encoderblock/LayerNorm_0/bias": np.zeros((2, 4)),
+        "T/encoderblock/LayerNorm_0/scale": np.ones((3, 4)),
+        "T/encoder_norm/bias": np.zeros(4),
+    }
+    with pytest.raises(ValueError, match="one leading depth axis"):
+        unstack_scanned_blocks(params, "T/")
+    del params["T/encoderblock/LayerNorm_0/scale"]
+    split = unstack_scanned_blocks(params, "T/")
+    assert sorted(split) == [
+        "T/encoder_norm/bias",
+        "T/encoderblock_0/LayerNorm_0/bias",
+        "T/encoderblock_1/LayerNorm_0/bias",
+    ]
+    assert unstack_scanned_blocks(split, "T/") is split
+
+
 @pytest.fixture(scope="module")
 def siglip_files():
     root = require_fixtures("lit")
-    params = scanned(load_npz(root / "params.npz"), "params/img/Transformer/")
-    assert "params/img/Transformer/encoderblock/LayerNorm_0/bias" in params
+    params = load_npz(root / "params.npz")
+    for encoder in ("params/img/Transformer/", "params/txt/Encoder_0/"):
+        params = scanned(params, encoder)
+        assert f"{encoder}encoderblock/LayerNorm_0/bias" in params
     buffer = io.BytesIO()
     np.savez(buffer, **params)
     vocabulary, spm = train_t5_like_vocabulary()
@@ -283,9 +304,11 @@ def test_siglip_preset_downloads_converts_and_encodes_strings(
         )
         model = LiT.from_preset("siglip_b16_224")
         assert requests == ["/t5/c4_en.model", "/siglip.npz"]
-        # The scanned image encoder was split into its blocks.
+        # The scanned encoders were split into their blocks.
         zimg = model.encode_images(io_["images"], preprocessed=True)
         assert np.abs(zimg - io_["zimg"]).max() <= 1e-4
+        ztxt = model.encode_texts({"token_ids": io_["tokens"]})
+        assert np.abs(ztxt - io_["ztxt"]).max() <= 1e-4
         assert model.loss_type == "sigmoid"
 
         # Strings: lowercased, EOS (1) sticky, padded with 1 to 16.
