@@ -12,6 +12,7 @@ from test_lit_vision_transformer_convert import (
     bert_pair,
     flatten,
     random_vit,
+    text_transformer_checkpoint,  # noqa: F401 (a fixture)
     tiny_config,
 )
 
@@ -409,3 +410,44 @@ def test_bert_lit_preset_encodes_strings(tmp_path, monkeypatch):
     image = model.backbone.image_encoder.count_params()
     text = bert(width, 2, 64, 60, 20, 24)
     assert model.backbone.count_params() == image + text
+
+
+def test_sentencepiece_lit_preset_keeps_case(
+    text_transformer_checkpoint,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    path, config, _ = text_transformer_checkpoint
+    vocabulary, spm = train_t5_like_vocabulary()
+    assert spm.GetPieceSize() <= 50  # The tiny text tower's vocabulary.
+    files = {"/LiT-tiny.npz": path.read_bytes(), "/LiT-tiny.model": vocabulary}
+    monkeypatch.setenv("KERAS_VL_CACHE", str(tmp_path / "cache"))
+    with serve(files) as (base, requests):
+        monkeypatch.setitem(
+            lit_presets.backbone_presets,
+            "lit_l16s",
+            {
+                "metadata": {"description": "A tiny LiT.", "path": "lit"},
+                "url": base + "/LiT-tiny.npz",
+                "files": {"vocabulary": base + "/LiT-tiny.model"},
+                "source": "vision_transformer",
+                "config": config,
+                "text": {"rules": "lit_sentencepiece", "sequence_length": 8},
+            },
+        )
+        model = LiT.from_preset("lit_l16s")
+        assert requests == ["/LiT-tiny.model", "/LiT-tiny.npz"]
+    # vit_jax: no lowercasing, EOS (1) appended, cut to 7, padded with EOS.
+    texts = ["A Photo of a cat", "a photo of a dog a photo of two cats"]
+    expected = []
+    for text in texts:
+        pieces = (spm.encode(text) + [1])[:7]
+        expected.append(pieces + [1] * (8 - len(pieces)))
+    tokens = model.preprocessor({"texts": texts})["token_ids"]
+    assert to_numpy(tokens).tolist() == expected
+    assert expected[0] != [*spm.encode("a photo of a cat"), 1, 1][:8]
+    ztxt = model.encode_texts(texts)
+    reference = to_numpy(
+        model.backbone.embed_texts({"token_ids": np.asarray(expected)})
+    )
+    assert np.abs(ztxt - reference).max() <= 1e-5
