@@ -7,6 +7,10 @@ keras_vl cache, converts it once into a preset directory next to it and
 returns that directory; later calls only look the directory up. Tasks and
 backbones call it from `from_preset`, so they need not import their
 family's converter.
+
+An entry may also name extra `files` (e.g. the tokenizer vocabulary a
+checkpoint was trained with); they are downloaded next to the checkpoint
+and handed to the converter by their key.
 """
 
 import os
@@ -18,8 +22,9 @@ from typing import Any
 
 from keras_vl.utils.download import default_cache_dir, download_file
 
-# (checkpoint path, preset entry) -> an object with `save_to_preset`.
-Converter = Callable[[str, Mapping[str, Any]], Any]
+# (checkpoint path, preset entry) -> an object with `save_to_preset`;
+# entries with `files` also pass `files={key: local path}`.
+Converter = Callable[..., Any]
 
 # Tables are kept by reference, so an entry is read when it is converted.
 _REGISTRY: list[tuple[Mapping[str, Mapping[str, Any]], Converter]] = []
@@ -32,9 +37,15 @@ def register_converted_presets(
 
     Args:
         presets: dict from preset name to an entry holding at least `url`
-            (an `http(s)://` or `gs://` URL of the original checkpoint).
-        convert: Called as `convert(checkpoint_path, entry)`; returns a
-            model whose `save_to_preset(directory)` writes the preset.
+            (an `http(s)://` or `gs://` URL of the original checkpoint)
+            and optionally `files`: a dict from a key to the URL of an
+            extra file, or to `{"url": ..., "filename": ...}` when the
+            URL's own file name could clash with another preset's (two
+            vocabularies both called `sentencepiece.model`).
+        convert: Called as `convert(checkpoint_path, entry)`, or as
+            `convert(checkpoint_path, entry, files={key: path})` for
+            entries with `files`; returns a model whose
+            `save_to_preset(directory)` writes the preset.
 
     Example:
 
@@ -71,11 +82,12 @@ def converted_preset_dir(
 ) -> str:
     """Returns the local preset directory of a registered preset `name`.
 
-    The first call downloads the checkpoint into `<cache>/checkpoints/`
-    and converts it into `<cache>/presets/<name>/`; later calls only look
-    that directory up. The preset is written to a staging directory and
-    renamed into place, so a failed download or conversion leaves no cache
-    entry behind.
+    The first call downloads the entry's extra `files` and then its
+    checkpoint into `<cache>/checkpoints/` and converts them into
+    `<cache>/presets/<name>/`; later calls only look that directory up.
+    Every download is atomic and the preset is written to a staging
+    directory and renamed into place, so a failed download or conversion
+    leaves no partial file and no preset behind.
 
     Args:
         name: A registered preset name, e.g. `"clippo_b16_yfcc100m"`.
@@ -101,8 +113,17 @@ def converted_preset_dir(
     preset_dir = root / "presets" / name
     if (preset_dir / "config.json").exists():
         return str(preset_dir)
-    checkpoint = download_file(entry["url"], cache_dir=root / "checkpoints")
-    model = convert(str(checkpoint), entry)
+    downloads = root / "checkpoints"
+    # The small extra files first: a bad one fails before a long download.
+    files = {
+        key: str(_download_extra(spec, downloads, name, key))
+        for key, spec in entry.get("files", {}).items()
+    }
+    checkpoint = download_file(entry["url"], cache_dir=downloads)
+    if files:
+        model = convert(str(checkpoint), entry, files=files)
+    else:
+        model = convert(str(checkpoint), entry)
     preset_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{name}-", dir=preset_dir.parent)
     try:
@@ -111,3 +132,16 @@ def converted_preset_dir(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return str(preset_dir)
+
+
+def _download_extra(spec: Any, directory: Path, name: str, key: str) -> Path:
+    if isinstance(spec, str):
+        return download_file(spec, cache_dir=directory)
+    if isinstance(spec, Mapping) and isinstance(spec.get("url"), str):
+        return download_file(
+            spec["url"], cache_dir=directory, filename=spec.get("filename")
+        )
+    raise ValueError(
+        f"File {key!r} of preset {name!r} must be a URL or a dict with "
+        f"'url' (and optionally 'filename'). Received: {spec!r}"
+    )

@@ -12,6 +12,10 @@ from keras_vl.models.contrastive import ContrastiveModel, ContrastiveTraining
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 from keras_vl.models.preprocessing import text_batch
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 try:
     import tensorflow as tf
@@ -182,8 +186,21 @@ class LiT(ContrastiveModel):
 
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> "LiT":
-        """Loads a preset (local directory, `kaggle://` or `hf://` handle)
-        saved by `save_to_preset`, tokenizer vocabulary included."""
+        """Loads a preset, tokenizer vocabulary included: a local directory
+        or `kaggle://` / `hf://` handle saved by `save_to_preset`, or a
+        name in `LiT.presets` (e.g. `"siglip_b16_224"`, `"lit_b16b"`),
+        whose checkpoint and vocabulary are downloaded and converted on
+        first use.
+
+        Example:
+
+        ```python
+        model = keras_vl.models.LiT.from_preset("siglip_b16_224")
+        model.encode_texts(["a photo of a cat"])
+        ```
+        """
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
         model = super().from_preset(preset, **kwargs)
         # The tokenizer's vocabulary is only loaded after construction.
         check_preprocessor(model.backbone, model.preprocessor)

@@ -6,6 +6,10 @@ from keras_hub.models import Backbone
 
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.ops import l2_normalize
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 IMAGE_POOLING_TYPES = ("auto", "avg", "max", "first", "none")
 TEXT_INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
@@ -372,6 +376,15 @@ class LiTBackbone(FinitePresets, Backbone):
         self.embedding_dim = image_dim
         self.text_input_names = tuple(text_inputs)
         self._text_input_shape = text_inputs["token_ids"]
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **kwargs):
+        """Loads a preset: a local directory, a `kaggle://` or `hf://`
+        handle, or a name in `LiTBackbone.presets`, which is downloaded
+        and converted on first use."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
+        return super().from_preset(preset, load_weights, **kwargs)
 
     @staticmethod
     def _resolve_image_shape(encoder, image_shape):

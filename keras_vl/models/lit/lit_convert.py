@@ -12,10 +12,13 @@ import math
 import os
 from typing import Any
 
+import numpy as np
+
 from keras_vl.convert import big_vision
 from keras_vl.convert.checkpoint import CheckpointReader
 from keras_vl.models.lit.lit import LiT
 from keras_vl.models.lit.lit_backbone import LiTBackbone
+from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 from keras_vl.models.lit.text_transformer import TextTransformer
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.models.vit.vit_convert import (
@@ -54,6 +57,53 @@ def lit_task_kwargs(log_temperature: float) -> dict[str, Any]:
     if scale > 100.0:
         kwargs["max_logit_scale"] = float(math.ceil(scale))
     return kwargs
+
+
+def unstack_scanned_blocks(
+    params: dict[str, np.ndarray], encoder: str
+) -> dict[str, np.ndarray]:
+    """Splits the blocks of an encoder saved with `scan=True`.
+
+    big_vision's `vit.Encoder(scan=True)` keeps one `encoderblock` whose
+    parameters are stacked along a leading depth axis; `vit.load` splits
+    them into `encoderblock_<i>` (`scan_to_pyloop`) for unscanned models,
+    and so does this function.
+
+    Args:
+        params: Flat '/'-joined checkpoint parameters.
+        encoder: The encoder's prefix, e.g. `"params/img/Transformer/"`.
+
+    Returns:
+        `params` itself when nothing is stacked, else a new dict with
+        `{encoder}encoderblock_<i>/...` in place of
+        `{encoder}encoderblock/...`.
+
+    Raises:
+        ValueError: If the stacked parameters disagree on the depth.
+
+    Example:
+
+    >>> blocks = {"T/encoderblock/LayerNorm_0/bias": np.zeros((2, 4))}
+    >>> sorted(unstack_scanned_blocks(blocks, "T/"))
+    ['T/encoderblock_0/LayerNorm_0/bias', 'T/encoderblock_1/LayerNorm_0/bias']
+    """
+    stem = f"{encoder}encoderblock/"
+    stacked = {k: v for k, v in params.items() if k.startswith(stem)}
+    if not stacked:
+        return params
+    depths = {v.shape[0] if v.ndim else None for v in stacked.values()}
+    if len(depths) != 1 or None in depths:
+        raise ValueError(
+            f"The scanned blocks under {stem!r} must share one leading "
+            f"depth axis. Received leading sizes {sorted(map(str, depths))}."
+        )
+    (depth,) = depths
+    out = {k: v for k, v in params.items() if not k.startswith(stem)}
+    for key, value in stacked.items():
+        rest = key[len(stem) :]
+        for i in range(depth):
+            out[f"{encoder}encoderblock_{i}/{rest}"] = value[i]
+    return out
 
 
 def assign_text_transformer(
@@ -145,11 +195,13 @@ def convert_lit(
     config: dict[str, Any],
     image_size: int | None = None,
     sequence_length: int | None = None,
+    preprocessor: LiTPreprocessor | None = None,
 ) -> LiT:
     """Builds a `LiT` task from a big_vision two-tower npz checkpoint.
 
     The towers' own `head` layers (big_vision's `out_dim`) are the
-    projections into the joint space.
+    projections into the joint space. Encoders saved with `scan=True`
+    (one stacked `encoderblock`) are read as well.
 
     Args:
         checkpoint: Path of the flat npz checkpoint (`opt/` and `chrono/`
@@ -162,6 +214,8 @@ def convert_lit(
             learned position embedding, else 224.
         sequence_length: Text length. Defaults to the length of the
             checkpoint's text position embedding, which fixes it.
+        preprocessor: The task's `LiTPreprocessor` (e.g. with the
+            model's tokenizer); defaults to one taking token ids.
 
     Returns:
         The `LiT` task with every checkpoint parameter loaded: softmax loss,
@@ -187,6 +241,8 @@ def convert_lit(
     reader = big_vision.open_checkpoint(checkpoint, linen=True)
     root = big_vision.strip_params_prefix(reader, "params/")
     img, txt = f"{root}img/", f"{root}txt/"
+    for encoder in (f"{img}Transformer/", f"{txt}Encoder_0/"):
+        reader.params = unstack_scanned_blocks(reader.params, encoder)
 
     # big_vision lets each tower's config override `num_classes`.
     vit_config = {"num_classes": out_dim[0], **model_kwargs.get("image", {})}
@@ -228,6 +284,7 @@ def convert_lit(
     log_t = big_vision.first_value(reader, f"{root}t", 0.0)
     model = LiT(
         LiTBackbone(vit, text),
+        preprocessor,
         loss="sigmoid" if sigmoid else "softmax",
         temperature_init=float(model_kwargs.get("temperature_init", 10.0)),
         bias_init=None if bias_init is None else float(bias_init),

@@ -1,6 +1,10 @@
 """Raw LiT inputs (pixels, strings) -> LiTBackbone inputs."""
 
+import os
+from typing import Any
+
 import keras
+import keras_hub
 from keras_hub.models import Preprocessor
 from keras_hub.src.utils.tensor_utils import preprocessing_function
 
@@ -12,6 +16,10 @@ from keras_vl.models.preprocessing import (
 )
 from keras_vl.models.preset_files import CheckedPresetFiles
 from keras_vl.ops import pair
+from keras_vl.utils.converted_presets import (
+    converted_preset_dir,
+    is_converted_preset,
+)
 
 try:
     import tensorflow as tf
@@ -26,6 +34,65 @@ _SPECIAL_TOKENS = {
     "eos": (("end_token_id", "sep_token_id"), ("</s>", "[SEP]", "<eos>")),
     "pad": (("pad_token_id",), ("<pad>", "[PAD]")),
 }
+WORDPIECE_SUFFIXES = (".txt",)
+SENTENCEPIECE_SUFFIXES = (".model", ".spm")
+# How the released models turn strings into token ids (see
+# `LiTPreprocessor.from_vocabulary`).
+TEXT_RULES: dict[str, dict[str, Any]] = {
+    # vision_transformer's BERT towers: `[CLS]` first, no `[SEP]`, cut to
+    # the length and padded with id 0 (the towers mask `token_ids != 0`).
+    "bert": {"eos": "none", "add_bos": True, "pad_id": 0, "lower": True},
+    # vision_transformer's SentencePiece towers: EOS appended and sticky,
+    # padded with EOS; the text is not lowercased.
+    "lit_sentencepiece": {"eos": "sticky", "lower": False},
+    # big_vision SigLIP: `tokenize(eos="sticky", pad_value=1)`, lowercased.
+    "siglip": {"eos": "sticky", "pad_id": 1, "lower": True},
+}
+
+
+def tokenizer_from_vocabulary(path: str | os.PathLike):
+    """Builds the keras-hub tokenizer of a vocabulary file.
+
+    A `.txt` file is a WordPiece vocabulary (one token a line), read by a
+    `WordPieceTokenizer` that lowercases and strips accents as BERT's
+    uncased tokenizer does; a `.model` (or `.spm`) file is a SentencePiece
+    model, read by a `SentencePieceTokenizer`. Neither adds special tokens
+    or pads: `LiTPreprocessor` does.
+
+    Args:
+        path: Path of the vocabulary file.
+
+    Returns:
+        A `keras_hub.tokenizers.WordPieceTokenizer` or
+        `SentencePieceTokenizer`.
+
+    Raises:
+        ValueError: If the file is missing or its suffix is neither.
+
+    Example:
+
+    >>> tokenizer = tokenizer_from_vocabulary("LiT-B16B.txt")  # doctest: +SKIP
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            "`path` must be the path of a vocabulary file. Received: "
+            f"{type(path).__name__}"
+        )
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in WORDPIECE_SUFFIXES + SENTENCEPIECE_SUFFIXES:
+        raise ValueError(
+            "A vocabulary file must be a WordPiece vocabulary "
+            f"({', '.join(WORDPIECE_SUFFIXES)}) or a SentencePiece model "
+            f"({', '.join(SENTENCEPIECE_SUFFIXES)}). Received: {path!r}"
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"The vocabulary file {path!r} does not exist.")
+    if suffix in WORDPIECE_SUFFIXES:
+        return keras_hub.tokenizers.WordPieceTokenizer(
+            vocabulary=path, lowercase=True, strip_accents=True
+        )
+    return keras_hub.tokenizers.SentencePieceTokenizer(proto=path)
 
 
 def _floats(value, name):
@@ -83,8 +150,9 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         tokenizer: A keras-hub tokenizer (e.g. `SentencePieceTokenizer`,
             `WordPieceTokenizer`) created *without* its own
             `sequence_length`, `add_bos` or `add_eos`: this layer adds
-            special tokens and pads. None when texts arrive as token ids.
-            Saved with the preset, vocabulary included.
+            special tokens and pads; or the path of a vocabulary file
+            (see `tokenizer_from_vocabulary`). None when texts arrive as
+            token ids. Saved with the preset, vocabulary included.
         sequence_length: Token ids per text: the text tower's length.
         image_size: Side (int) or `(height, width)` images are resized to;
             None keeps their size.
@@ -100,8 +168,9 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
             `cls_token_id`, or the id of `<s>` / `[CLS]`).
         eos_id: EOS id; defaults to the tokenizer's (`end_token_id`,
             `sep_token_id`, or the id of `</s>` / `[SEP]`).
-        pad_id: Padding id; defaults to the EOS id with `eos="sticky"`,
-            else to the tokenizer's `<pad>` / `[PAD]` id, else 0.
+        pad_id: Padding id; defaults to the EOS id with `eos="sticky"`
+            (the tokenizer's `<pad>` / `[PAD]` id if it has no EOS), else
+            to the tokenizer's `<pad>` / `[PAD]` id, else 0.
         padding_mask: Whether to also output `padding_mask` and
             `segment_ids`.
         **kwargs: Standard layer arguments.
@@ -115,6 +184,11 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
     )
     x = preprocessor({"images": uint8_images, "texts": ["a cat", "a dog"]})
     # x["images"]: (2, 224, 224, 3) in [-1, 1]; x["token_ids"]: (2, 16)
+
+    # The rules of a released model, from its vocabulary file.
+    siglip_preprocessor = keras_vl.models.LiTPreprocessor.from_vocabulary(
+        "sentencepiece.model", "siglip", sequence_length=64, image_size=224
+    )
 
     # A BERT text tower: [CLS] text [SEP], padded with [PAD].
     bert_preprocessor = keras_vl.models.LiTPreprocessor(
@@ -148,6 +222,8 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         super().__init__(**kwargs)
         if isinstance(tokenizer, dict):
             tokenizer = keras.layers.deserialize(tokenizer)
+        elif isinstance(tokenizer, str | os.PathLike):
+            tokenizer = tokenizer_from_vocabulary(tokenizer)
         if tokenizer is not None:
             self._check_tokenizer(tokenizer)
         if (
@@ -200,12 +276,68 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         self.pad_id = pad_id
         self.padding_mask = bool(padding_mask)
 
+    @classmethod
+    def from_vocabulary(
+        cls,
+        vocabulary: str | os.PathLike,
+        rules: str,
+        sequence_length: int = 16,
+        **kwargs,
+    ) -> "LiTPreprocessor":
+        """A preprocessor that tokenizes as a released model family does.
+
+        Args:
+            vocabulary: Path of the vocabulary file (`.txt` WordPiece,
+                `.model` SentencePiece; see `tokenizer_from_vocabulary`).
+            rules: `"bert"` (vision_transformer's BERT LiT: lowercased,
+                `[CLS]` first, no EOS, padded with 0),
+                `"lit_sentencepiece"` (vision_transformer's SentencePiece
+                LiT: sticky EOS, padded with EOS, case kept) or
+                `"siglip"` (big_vision SigLIP: lowercased, sticky EOS,
+                padded with 1).
+            sequence_length: Token ids per text.
+            **kwargs: Other `LiTPreprocessor` arguments (`image_size`,
+                ...); they override the rules' own.
+
+        Returns:
+            The `LiTPreprocessor`.
+
+        Example:
+
+        ```python
+        preprocessor = keras_vl.models.LiTPreprocessor.from_vocabulary(
+            "LiT-B16B.txt", "bert", sequence_length=16
+        )
+        preprocessor({"texts": ["a photo of a cat"]})["token_ids"]
+        ```
+        """
+        if rules not in TEXT_RULES:
+            raise ValueError(
+                f"`rules` must be one of {sorted(TEXT_RULES)}. Received: "
+                f"rules={rules!r}"
+            )
+        return cls(
+            tokenizer_from_vocabulary(vocabulary),
+            sequence_length=sequence_length,
+            **{**TEXT_RULES[rules], **kwargs},
+        )
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs):
+        """Loads the preprocessor of a preset: a local directory, a
+        `kaggle://` or `hf://` handle, or a name in `LiT.presets`
+        (downloaded and converted on first use)."""
+        if is_converted_preset(preset):
+            preset = converted_preset_dir(preset)
+        return super().from_preset(preset, **kwargs)
+
     @staticmethod
     def _check_tokenizer(tokenizer):
         if not hasattr(tokenizer, "tokenize"):
             raise TypeError(
                 "`tokenizer` must be a keras-hub tokenizer (e.g. "
-                "SentencePieceTokenizer, WordPieceTokenizer). Received: "
+                "SentencePieceTokenizer, WordPieceTokenizer) or the path of "
+                "a vocabulary file (.txt, .model). Received: "
                 f"{type(tokenizer).__name__}"
             )
         if getattr(tokenizer, "sequence_length", None):
@@ -242,9 +374,10 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         if kind == "pad":
             if self.pad_id is not None:
                 return self.pad_id
-            if self.eos == "sticky":
-                return self.special_token_id("eos")
             found = self._tokenizer_special_id("pad")
+            if self.eos == "sticky":
+                eos = self.special_token_id("eos")
+                return found if eos is None else eos
             return 0 if found is None else found
         if explicit[kind] is not None:
             return explicit[kind]

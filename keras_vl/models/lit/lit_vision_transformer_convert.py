@@ -33,8 +33,10 @@ from keras_vl.models.lit.lit import LiT
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.lit.lit_convert import (
     assign_text_transformer,
+    convert_lit,
     lit_task_kwargs,
 )
+from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 from keras_vl.models.lit.text_transformer import TextTransformer
 from keras_vl.models.vit.vit_convert import (
     assign_vit_jax,
@@ -282,6 +284,7 @@ def convert_vision_transformer_lit(
     config: dict[str, Any] | str | None = None,
     image_size: int | None = None,
     sequence_length: int | None = None,
+    preprocessor: LiTPreprocessor | None = None,
 ) -> LiT:
     """Builds a `LiT` task from a google-research/vision_transformer LiT
     checkpoint (`LiT-B16B`, `LiT-B16B_2`, `LiT-L16L`, `LiT-L16S`,
@@ -299,6 +302,8 @@ def convert_vision_transformer_lit(
             the length of the checkpoint's position embedding; BERT towers
             default to the config's `pp.max_len` (16 for the released
             models, their training length).
+        preprocessor: The task's `LiTPreprocessor` (e.g. with the
+            model's tokenizer); defaults to one taking token ids.
 
     Returns:
         A softmax-loss `LiT` task with every checkpoint parameter loaded.
@@ -374,6 +379,7 @@ def convert_vision_transformer_lit(
     log_t = big_vision.first_value(reader, f"{root}t", float(np.log(10.0)))
     model = LiT(
         backbone,
+        preprocessor,
         loss="softmax",
         temperature_init=float(np.exp(log_t)),
         **lit_task_kwargs(log_t),
@@ -390,3 +396,53 @@ def convert_vision_transformer_lit(
     reader.assign(model.log_temperature, f"{root}t", transform=np.ravel)
     reader.finish()
     return model
+
+
+def convert_lit_preset(
+    checkpoint: str, entry: dict[str, Any], files: dict[str, str] | None = None
+) -> LiT:
+    """Converts a downloaded checkpoint of a registered LiT / SigLIP preset.
+
+    Args:
+        checkpoint: Path of the downloaded npz.
+        entry: The preset's entry in `lit_presets.backbone_presets`: its
+            `source` picks the converter, `config` configures it and
+            `text` holds the tokenization rules.
+        files: Downloaded extra files; `files["vocabulary"]` becomes the
+            preprocessor's tokenizer.
+
+    Returns:
+        The converted task, ready for `save_to_preset`.
+
+    Example:
+
+    >>> model = convert_lit_preset(  # doctest: +SKIP
+    ...     "webli_en_b16_224_63724782.npz",
+    ...     lit_presets.backbone_presets["siglip_b16_224"],
+    ...     files={"vocabulary": "c4_en.model"},
+    ... )
+    """
+    source, config = entry.get("source"), entry["config"]
+    if source == "vision_transformer":
+        config = _resolve_config(config, checkpoint)
+        image_size = config.get("pp", {}).get("size") or 224
+        convert = convert_vision_transformer_lit
+    elif source == "big_vision":
+        image_size = config.get("image_size")
+        convert = convert_lit
+    else:
+        raise ValueError(
+            "A LiT preset's `source` must be 'vision_transformer' or "
+            f"'big_vision'. Received: source={source!r}"
+        )
+    preprocessor = None
+    vocabulary = (files or {}).get("vocabulary")
+    if vocabulary is not None:
+        text = entry["text"]
+        preprocessor = LiTPreprocessor.from_vocabulary(
+            vocabulary,
+            text["rules"],
+            sequence_length=text["sequence_length"],
+            image_size=image_size,
+        )
+    return convert(checkpoint, config, preprocessor=preprocessor)

@@ -193,7 +193,7 @@ def test_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="sequence_length"):
         LiTPreprocessor(word_piece(sequence_length=8))
     with pytest.raises(TypeError, match="tokenizer"):
-        LiTPreprocessor(tokenizer="spm.model")
+        LiTPreprocessor(tokenizer=3)
     preprocessor = LiTPreprocessor(word_piece(), sequence_length=4)
     with pytest.raises(ValueError, match="'images' and/or 'texts'"):
         preprocessor({"captions": ["a"]})
