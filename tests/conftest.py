@@ -115,9 +115,10 @@ def load_guide(name: str):
 def serve_files(files: dict[str, bytes], truncate: Iterable[str] = ()):
     """Serves `files` (URL path -> body) over HTTP on 127.0.0.1.
 
-    Paths in `truncate` announce their full length but send only the first
-    1000 bytes, as a dropped connection would. Yields `(base_url,
-    requests)`, where `requests` lists the paths asked for, in order.
+    Paths in `truncate` announce their full length but send only half of
+    their bytes, as a dropped connection would; unknown paths get a 404.
+    Yields `(base_url, requests)`, where `requests` lists the paths asked
+    for, in order.
     """
     import http.server
     import threading
@@ -138,7 +139,9 @@ def serve_files(files: dict[str, bytes], truncate: Iterable[str] = ()):
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body[:1000] if self.path in truncate else body)
+            if self.path in truncate:
+                body = body[: len(body) // 2]
+            self.wfile.write(body)
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from local_server import serve
+from conftest import serve_files
 
 from keras_vl.utils.converted_presets import (
     converted_preset_dir,
@@ -54,7 +54,7 @@ def clean():
 
 
 def test_extra_files_are_downloaded_and_handed_over(tmp_path):
-    with serve(FILES) as (base, requests):
+    with serve_files(FILES) as (base, requests):
         TABLE["tiny_with_vocab"] = entry(base)
         path = converted_preset_dir("tiny_with_vocab", tmp_path)
         assert json.loads(open(os.path.join(path, "config.json")).read()) == {
@@ -73,7 +73,7 @@ def test_extra_files_are_downloaded_and_handed_over(tmp_path):
 
 
 def test_plain_url_files_keep_their_name(tmp_path):
-    with serve(FILES) as (base, _):
+    with serve_files(FILES) as (base, _):
         TABLE["tiny_plain"] = {
             "url": base + "/ckpt.npz",
             "files": {"vocabulary": base + "/a/vocab.model"},
@@ -86,7 +86,7 @@ def test_plain_url_files_keep_their_name(tmp_path):
 
 @pytest.mark.parametrize("cut", ["/a/vocab.model", "/ckpt.npz"])
 def test_truncated_file_leaves_no_preset(tmp_path, cut):
-    with serve(FILES, truncated=(cut,)) as (base, _):
+    with serve_files(FILES, truncate=(cut,)) as (base, _):
         TABLE["tiny_cut"] = entry(base)
         with pytest.raises(DownloadError, match="truncated"):
             converted_preset_dir("tiny_cut", tmp_path)
@@ -100,7 +100,7 @@ def test_truncated_file_leaves_no_preset(tmp_path, cut):
 
 
 def test_failed_conversion_and_bad_spec_leave_no_preset(tmp_path):
-    with serve(FILES) as (base, _):
+    with serve_files(FILES) as (base, _):
         TABLE["tiny_fail"] = entry(base, fail=True)
         with pytest.raises(RuntimeError, match="conversion failed"):
             converted_preset_dir("tiny_fail", tmp_path)

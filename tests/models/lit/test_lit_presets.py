@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_npz, require_fixtures, to_numpy
-from local_server import serve
+from conftest import load_npz, require_fixtures, serve_files, to_numpy
 from test_lit_vision_transformer_convert import (
     IMAGE,
     bert_pair,
@@ -297,7 +296,7 @@ def test_siglip_preset_downloads_converts_and_encodes_strings(
 ):
     files, model_kwargs, io_, spm = siglip_files
     monkeypatch.setenv("KERAS_VL_CACHE", str(tmp_path / "cache"))
-    with serve(files) as (base, requests):
+    with serve_files(files) as (base, requests):
         monkeypatch.setitem(
             lit_presets.backbone_presets,
             "siglip_b16_224",
@@ -342,7 +341,7 @@ def test_truncated_download_leaves_no_cache_entry(
     files, model_kwargs, _, _ = siglip_files
     cache = tmp_path / "cache"
     monkeypatch.setenv("KERAS_VL_CACHE", str(cache))
-    with serve(files, truncated=(cut,)) as (base, _):
+    with serve_files(files, truncate=(cut,)) as (base, _):
         monkeypatch.setitem(
             lit_presets.backbone_presets,
             "siglip_l16_384",
@@ -383,7 +382,7 @@ def test_bert_lit_preset_encodes_strings(tmp_path, monkeypatch):
         "/lit/LiT-tiny.txt": ("\n".join(BERT_WORDS) + "\n").encode(),
     }
     monkeypatch.setenv("KERAS_VL_CACHE", str(tmp_path / "cache"))
-    with serve(files) as (base, requests):
+    with serve_files(files) as (base, requests):
         monkeypatch.setitem(
             lit_presets.backbone_presets,
             "lit_b16b",
@@ -422,7 +421,7 @@ def test_sentencepiece_lit_preset_keeps_case(
     assert spm.GetPieceSize() <= 50  # The tiny text tower's vocabulary.
     files = {"/LiT-tiny.npz": path.read_bytes(), "/LiT-tiny.model": vocabulary}
     monkeypatch.setenv("KERAS_VL_CACHE", str(tmp_path / "cache"))
-    with serve(files) as (base, requests):
+    with serve_files(files) as (base, requests):
         monkeypatch.setitem(
             lit_presets.backbone_presets,
             "lit_l16s",
