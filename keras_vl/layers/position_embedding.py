@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_vl.ops import pair
+
 POSEMB_TYPES = ("learn", "sincos2d")
 
 
@@ -50,21 +52,6 @@ def _linear_zoom_axis(values: np.ndarray, axis: int, size: int) -> np.ndarray:
     return (1.0 - frac) * np.take(values, low, axis) + frac * np.take(
         values, high, axis
     )
-
-
-def _grid(grid, name: str) -> tuple[int, int]:
-    if isinstance(grid, int) and not isinstance(grid, bool):
-        grid = (grid, grid)
-    if (
-        not isinstance(grid, tuple | list)
-        or len(grid) != 2
-        or not all(isinstance(g, int) and g > 0 for g in grid)
-    ):
-        raise ValueError(
-            f"`{name}` must be a positive int or a pair of them. "
-            f"Received: {name}={grid!r}"
-        )
-    return tuple(grid)
 
 
 def square_grid_side(num_tokens: int, num_prefix_tokens: int = 0) -> int:
@@ -137,10 +124,10 @@ def resample_position_embedding(
             "`num_prefix_tokens` must be >= 0. Received: "
             f"num_prefix_tokens={num_prefix_tokens}"
         )
-    new_grid = _grid(new_grid, "new_grid")
+    new_grid = pair(new_grid, "new_grid")
     if old_grid is None:
         old_grid = square_grid_side(embedding.shape[1], num_prefix_tokens)
-    old_grid = _grid(old_grid, "old_grid")
+    old_grid = pair(old_grid, "old_grid")
     if num_prefix_tokens + math.prod(old_grid) != embedding.shape[1]:
         raise ValueError(
             f"`embedding` has {embedding.shape[1]} rows; a grid of "
@@ -197,6 +184,8 @@ class PositionEmbedding(keras.layers.Layer):
             )
         *spatial, dim = input_shape[1:]
         length = math.prod(spatial)
+        # `(h, w)` for patch grids, so the embedding can be resampled.
+        self.grid_shape = tuple(spatial) if len(spatial) == 2 else None
         if self.posemb == "learn":
             self.embedding = self.add_weight(
                 name="embedding",
