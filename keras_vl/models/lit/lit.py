@@ -183,7 +183,9 @@ class LiT(ContrastiveModel):
     @classmethod
     def from_preset(cls, preset: str, **kwargs) -> "LiT":
         """Loads a preset (local directory, `kaggle://` or `hf://` handle)
-        saved by `save_to_preset`, tokenizer vocabulary included."""
+        saved by `save_to_preset`, tokenizer vocabulary included.
+        `image_size=` loads it at another resolution (see
+        `FinitePresets.from_preset`)."""
         model = super().from_preset(preset, **kwargs)
         # The tokenizer's vocabulary is only loaded after construction.
         check_preprocessor(model.backbone, model.preprocessor)
