@@ -71,14 +71,9 @@ def square_grid_side(num_tokens: int, num_prefix_tokens: int = 0) -> int:
     side = math.isqrt(max(length, 0))
     if length <= 0 or side * side != length:
         raise ValueError(
-            f"A position embedding of {num_tokens} tokens"
-            + (
-                f" ({num_prefix_tokens} not on the grid)"
-                if num_prefix_tokens
-                else ""
-            )
-            + f" does not cover a square patch grid: {length} is not a "
-            "square number. Give the image size explicitly."
+            f"A position embedding with {length} grid rows (of "
+            f"{num_tokens}) does not cover a square patch grid: {length} is "
+            "not a square number. Give the grid or image size explicitly."
         )
     return side
 

@@ -78,9 +78,15 @@ def posemb_resampler(grid: tuple[int, int], num_prefix_tokens: int = 0):
     def transform(posemb: np.ndarray) -> np.ndarray:
         if posemb.ndim != 3 or posemb.shape[1] == rows:
             return posemb
-        return resample_position_embedding(
-            posemb, grid, num_prefix_tokens=num_prefix_tokens
-        )
+        try:
+            return resample_position_embedding(
+                posemb, grid, num_prefix_tokens=num_prefix_tokens
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"The checkpoint's position embedding {posemb.shape} cannot "
+                f"be resampled to a {grid} patch grid: {error}"
+            ) from error
 
     return transform
 

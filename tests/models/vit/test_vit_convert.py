@@ -220,3 +220,13 @@ def test_non_square_position_embedding_needs_a_size(tmp_path):
     config = {k: v for k, v in config.items() if k != "image_size"}
     with pytest.raises(ValueError, match="15 grid tokens.*not a square"):
         convert_vit(path, config)
+
+
+def test_non_square_position_embedding_cannot_be_resampled(tmp_path):
+    root, config = vit_fixture("gap_learn")
+    params = load_npz(root / config["params_file"])
+    params["pos_embedding"] = np.zeros((1, 15, 64), "float32")
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **params)
+    with pytest.raises(ValueError, match="\\(1, 15, 64\\) cannot be resampled"):
+        convert_vit(path, config, image_size=64)
