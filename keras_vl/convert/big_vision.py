@@ -162,18 +162,49 @@ def strip_params_prefix(reader: CheckpointReader, prefix: str) -> str:
 
 
 def learned_grid_size(
-    reader: CheckpointReader, name: str, patch_size: int | tuple[int, int]
-) -> int | None:
+    reader: CheckpointReader,
+    name: str,
+    patch_size: int | tuple[int, int],
+    num_prefix_tokens: int = 0,
+) -> int | tuple[int, int] | None:
     """The image size implied by a learned `[1, N, D]` position embedding
-    of a square patch grid, or None if `name` is absent or not square."""
+    of a square patch grid.
+
+    Args:
+        reader: The checkpoint.
+        name: Name of the position embedding.
+        patch_size: int or `(height, width)` of the patches.
+        num_prefix_tokens: Leading rows that are not on the grid (the class
+            token of vision_transformer ViTs).
+
+    Returns:
+        The side in pixels (`(height, width)` for non-square patches), or
+        None if the checkpoint has no parameter `name`.
+
+    Raises:
+        ValueError: If the grid rows are not a square number, so that the
+            image size cannot be told.
+
+    Example:
+
+    >>> learned_grid_size(reader, "img/pos_embedding", 16)  # doctest: +SKIP
+    96
+    """
     if not reader.has(name):
         return None
-    length = reader.params[name].shape[1]
-    side = math.isqrt(length)
-    if side * side != length:
-        return None
-    patch = patch_size if isinstance(patch_size, int) else patch_size[0]
-    return side * patch
+    length = reader.params[name].shape[1] - num_prefix_tokens
+    side = math.isqrt(max(length, 0))
+    if length <= 0 or side * side != length:
+        raise ValueError(
+            f"Cannot infer the image size of {reader.source}: its position "
+            f"embedding {name!r} has {length} grid tokens, which is not a "
+            "square grid. Pass the image size explicitly."
+        )
+    patch = (
+        (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    )
+    height, width = (side * p for p in patch)
+    return height if height == width else (height, width)
 
 
 def first_value(reader: CheckpointReader, name: str, default: float) -> float:

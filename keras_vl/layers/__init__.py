@@ -4,7 +4,10 @@ from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.moe_router import MoeRouter
 from keras_vl.layers.patch_embedding import PatchEmbedding
-from keras_vl.layers.position_embedding import PositionEmbedding
+from keras_vl.layers.position_embedding import (
+    PositionEmbedding,
+    resample_position_embedding,
+)
 from keras_vl.layers.rms_norm import RMSNorm
 from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.layers.text_renderer import TextRenderer, render_text
@@ -29,4 +32,5 @@ __all__ = [
     "TransformerEncoderBlock",
     "encoder_size",
     "render_text",
+    "resample_position_embedding",
 ]

@@ -71,7 +71,9 @@ def add_big_vision_arguments(parser: argparse.ArgumentParser) -> None:
         "--image-size",
         type=int,
         default=None,
-        help="input resolution (default: the config's, else 224)",
+        help="input resolution (default: the config's, else the one the "
+        "checkpoint's learned position embedding was trained at, else 224); "
+        "another size resamples that embedding",
     )
     parser.add_argument(
         "--sequence-length",

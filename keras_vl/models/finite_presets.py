@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_vl.models.preset_files import CheckedPresetFiles, PresetError
+from keras_vl.models.resolution import with_image_size
 
 # Set while a model saves itself: a task's check covers its backbone, which
 # keras-hub then saves through the backbone's own `save_to_preset`.
@@ -58,12 +59,31 @@ class FinitePresets(CheckedPresetFiles):
             _CHECKED.reset(token)
 
     @classmethod
-    def from_preset(cls, preset: str, *args, **kwargs):
+    def from_preset(cls, preset: str, *args, image_size=None, **kwargs):
         """Loads a preset, warning if its weights hold NaN or infinity.
 
         A local preset's configs and assets are checked first (see
         `check_preset_files`); a weights file that does not fit the model
         raises a `PresetError` naming it.
+
+        Args:
+            preset: The preset (local directory, handle or name).
+            *args: Passed on to keras-hub's `from_preset`.
+            image_size: Optional int or `(height, width)`: the input
+                resolution to load the model at. A size other than the
+                saved one rebuilds the model at that size, resampling
+                learned position embeddings as big_vision does for
+                high-res fine-tuning (see `resolution.with_image_size`);
+                a task's preprocessor then resizes images to it.
+            **kwargs: Passed on to keras-hub's `from_preset`.
+
+        Example:
+
+        ```python
+        vit = keras_vl.models.ViTBackbone.from_preset(
+            "./vit_b16", image_size=384
+        )
+        ```
         """
         model = super().from_preset(preset, *args, **kwargs)
         paths = non_finite_weights(model)
@@ -73,6 +93,8 @@ class FinitePresets(CheckedPresetFiles):
                 f"infinite) values: {_listing(paths)}.",
                 stacklevel=2,
             )
+        if image_size is not None:
+            model = with_image_size(model, image_size)
         return model
 
     def load_weights(self, filepath, *args, **kwargs):

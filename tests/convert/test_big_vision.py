@@ -79,3 +79,21 @@ def test_prefix_and_grid_size_follow_the_checkpoint(tmp_path):
     assert learned_grid_size(reader, "img/pos_embedding", 8) == 32
     assert learned_grid_size(reader, "img/pos_embedding", (4, 4)) == 16
     assert learned_grid_size(reader, "txt/pos_embedding", 8) is None
+
+
+def test_grid_size_skips_class_token_and_refuses_non_square(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    np.savez(
+        path,
+        **{
+            "cls_posemb": np.zeros((1, 37, 4), "float32"),
+            "odd_posemb": np.zeros((1, 15, 4), "float32"),
+        },
+    )
+    reader = open_checkpoint(path)
+    assert learned_grid_size(reader, "cls_posemb", 16, 1) == 96
+    assert learned_grid_size(reader, "cls_posemb", (16, 8), 1) == (96, 48)
+    with pytest.raises(ValueError, match="37 grid tokens.*not a square"):
+        learned_grid_size(reader, "cls_posemb", 16)
+    with pytest.raises(ValueError, match="'odd_posemb'.*image size"):
+        learned_grid_size(reader, "odd_posemb", 16)

@@ -75,6 +75,8 @@ class Clippo(ContrastiveModel):
         """Loads a preset: a local directory, a `kaggle://` or `hf://`
         handle, or the name of a released big_vision checkpoint (see
         `Clippo.presets`), which is downloaded and converted on first use.
+        `image_size=` loads it at another resolution (see
+        `FinitePresets.from_preset`).
         """
         if is_converted_preset(preset):
             preset = converted_preset_dir(preset)

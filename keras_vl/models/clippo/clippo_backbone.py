@@ -172,7 +172,8 @@ class ClippoBackbone(FinitePresets, Backbone):
     def from_preset(cls, preset, load_weights=True, **kwargs):
         """Loads a preset: a local directory, a `kaggle://` or `hf://`
         handle, or a name in `ClippoBackbone.presets`, which is downloaded
-        and converted on first use."""
+        and converted on first use. `image_size=` loads it at another
+        resolution (see `FinitePresets.from_preset`)."""
         if is_converted_preset(preset):
             preset = converted_preset_dir(preset)
         backbone = super().from_preset(preset, load_weights, **kwargs)

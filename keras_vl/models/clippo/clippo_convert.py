@@ -16,6 +16,7 @@ from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.models.vit.vit_convert import (
     assign_vit,
+    checkpoint_image_size,
     vit_kwargs_from_big_vision,
 )
 
@@ -34,8 +35,11 @@ def convert_clippo(
             skipped).
         config: big_vision `one_tower.Model` keyword arguments (`image`,
             `out_dim`, ...), optionally under `model_kwargs`.
-        image_size: Resolution of images and rendered texts (default: the
-            config's `image_size`, else 224, the released models').
+        image_size: Resolution of images and rendered texts. Defaults to
+            the config's `image_size`, else the size the checkpoint's
+            position embedding implies (224 for the released models). Any
+            other size resamples the position embedding (big_vision's
+            high-res fine-tuning).
         sequence_length: Code points per text kept by the preprocessor.
 
     Returns:
@@ -55,21 +59,32 @@ def convert_clippo(
             "Only ViT CLIPPO models are supported. Received: "
             f"image_model={model_kwargs['image_model']!r}"
         )
-    image_size = int(image_size or config.get("image_size", 224))
     vit_config = {
         **model_kwargs.get("image", {}),
         "num_classes": model_kwargs.get("out_dim"),
     }
     vit_config.setdefault("pool_type", "map")
     vit_config["head_zeroinit"] = False
-    vit = ViTBackbone(**vit_kwargs_from_big_vision(vit_config, image_size))
+    vit_kwargs = vit_kwargs_from_big_vision(vit_config, None)
+    reader = big_vision.open_checkpoint(checkpoint)
+    image_size = checkpoint_image_size(
+        reader,
+        "params/img/pos_embedding",
+        vit_kwargs.get("patch_size", 16),
+        image_size or config.get("image_size"),
+    )
+    if not isinstance(image_size, int):
+        raise ValueError(
+            "CLIPPO renders square text images, so `image_size` must be "
+            f"one int. Received: image_size={image_size!r}"
+        )
+    vit = ViTBackbone(**{**vit_kwargs, "image_size": image_size})
     backbone = ClippoBackbone(vit, TextRenderer(image_size=image_size))
     model = Clippo(
         backbone,
         ClippoPreprocessor(image_size, sequence_length=sequence_length),
         temperature_init=float(model_kwargs.get("temperature_init", 10.0)),
     )
-    reader = big_vision.open_checkpoint(checkpoint)
     assign_vit(reader, vit, "params/img/")
     reader.assign(model.log_temperature, "params/t")
     reader.finish()

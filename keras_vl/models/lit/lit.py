@@ -190,7 +190,8 @@ class LiT(ContrastiveModel):
         or `kaggle://` / `hf://` handle saved by `save_to_preset`, or a
         name in `LiT.presets` (e.g. `"siglip_b16_224"`, `"lit_b16b"`),
         whose checkpoint and vocabulary are downloaded and converted on
-        first use.
+        first use. `image_size=` loads it at another resolution (see
+        `FinitePresets.from_preset`).
 
         Example:
 

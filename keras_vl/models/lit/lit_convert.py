@@ -26,6 +26,7 @@ from keras_vl.models.vit.vit_convert import (
     assign_encoder,
     assign_map_head,
     assign_vit,
+    checkpoint_image_size,
     vit_kwargs_from_big_vision,
 )
 
@@ -211,7 +212,8 @@ def convert_lit(
             optionally under `model_kwargs` next to an `image_size`.
         image_size: Input resolution. Defaults to the config's
             `image_size`, else the size implied by the checkpoint's
-            learned position embedding, else 224.
+            learned position embedding, else 224. Any other size resamples
+            that embedding (big_vision's high-res fine-tuning).
         sequence_length: Text length. Defaults to the length of the
             checkpoint's text position embedding, which fixes it.
         preprocessor: The task's `LiTPreprocessor` (e.g. with the
@@ -246,20 +248,14 @@ def convert_lit(
 
     # big_vision lets each tower's config override `num_classes`.
     vit_config = {"num_classes": out_dim[0], **model_kwargs.get("image", {})}
-    patch_size = vit_config.get("patch_size", 16)
-    if "variant" in vit_config and "/" in str(vit_config["variant"]):
-        patch_size = ViTBackbone.variant_config(vit_config["variant"])[
-            "patch_size"
-        ]
-    image_size = (
-        image_size
-        or config.get("image_size")
-        or big_vision.learned_grid_size(
-            reader, f"{img}pos_embedding", patch_size
-        )
-        or 224
+    vit_kwargs = vit_kwargs_from_big_vision(vit_config, None)
+    image_size = checkpoint_image_size(
+        reader,
+        f"{img}pos_embedding",
+        vit_kwargs.get("patch_size", 16),
+        image_size or config.get("image_size"),
     )
-    vit = ViTBackbone(**vit_kwargs_from_big_vision(vit_config, image_size))
+    vit = ViTBackbone(**{**vit_kwargs, "image_size": image_size})
 
     text_config = {"num_classes": out_dim[1], **model_kwargs.get("text", {})}
     posemb = f"{txt}pos_embedding"

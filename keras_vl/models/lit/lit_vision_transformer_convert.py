@@ -40,6 +40,7 @@ from keras_vl.models.lit.lit_preprocessor import LiTPreprocessor
 from keras_vl.models.lit.text_transformer import TextTransformer
 from keras_vl.models.vit.vit_convert import (
     assign_vit_jax,
+    checkpoint_image_size,
     vit_from_vit_jax_config,
 )
 
@@ -296,8 +297,10 @@ def convert_vision_transformer_lit(
         config: The `vit_jax` LiT config as a dict (`out_dim`, `image`,
             `text_model`, `text`, `pp`), or the name of a released model;
             defaults to the checkpoint's file name (`LiT-B16B.npz`).
-        image_size: Input resolution (default: the config's `pp.size`,
-            else 224).
+        image_size: Input resolution. Defaults to the config's `pp.size`,
+            else the size the checkpoint's position embedding implies, else
+            224. Any other size resamples the position embedding (the class
+            token's row is kept).
         sequence_length: Text length. `text_transformer` towers run at
             the length of the checkpoint's position embedding; BERT towers
             default to the config's `pp.max_len` (16 for the released
@@ -319,15 +322,23 @@ def convert_vision_transformer_lit(
     out_dim = config["out_dim"]
     if isinstance(out_dim, int) or out_dim is None:
         out_dim = (out_dim, out_dim)
-    image_size = image_size or config.get("pp", {}).get("size") or 224
-
     reader = big_vision.open_checkpoint(checkpoint, linen=True)
     root = (
         "params/" if any(k.startswith("params/") for k in reader.params) else ""
     )
     img, txt = f"{root}img/", f"{root}txt/"
+    image = config["image"]
+    # vit_jax puts the class token's row in front of the patch grid.
+    class_rows = int(image.get("classifier", "token") == "token")
+    image_size = checkpoint_image_size(
+        reader,
+        f"{img}Transformer/posembed_input/pos_embedding",
+        tuple(image["patches"]["size"]),
+        image_size or config.get("pp", {}).get("size"),
+        num_prefix_tokens=class_rows,
+    )
 
-    vit = vit_from_vit_jax_config(config["image"], out_dim[0], image_size)
+    vit = vit_from_vit_jax_config(image, out_dim[0], image_size)
     text_model = config["text_model"]
     text = config.get("text") or {}
     if text_model == "text_transformer":

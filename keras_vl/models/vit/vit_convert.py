@@ -13,14 +13,83 @@ The block, MLP and MAP-head assigners are public: the other families'
 converters use them for the ViT-shaped parts of their models.
 """
 
+import math
 import os
 from typing import Any
 
+import numpy as np
+
 from keras_vl.convert import big_vision, huggingface
 from keras_vl.convert.checkpoint import CheckpointReader, load_npz_checkpoint
+from keras_vl.layers.position_embedding import resample_position_embedding
 from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.ops import pair
+
+# === Resolution ===
+
+
+def checkpoint_image_size(
+    reader: CheckpointReader,
+    name: str,
+    patch_size: int | tuple[int, int],
+    image_size: int | tuple[int, int] | None = None,
+    num_prefix_tokens: int = 0,
+) -> int | tuple[int, int]:
+    """The resolution to build a converted ViT at.
+
+    Args:
+        reader: The checkpoint.
+        name: Name of its learned position embedding.
+        patch_size: int or `(height, width)` of the patches.
+        image_size: The requested resolution, if any; it wins.
+        num_prefix_tokens: Rows of the position embedding in front of the
+            patch grid (vision_transformer's class token).
+
+    Returns:
+        `image_size` when given, else the square size the checkpoint's
+        position embedding was trained at, else 224 (fixed sin-cos
+        embeddings store no grid).
+
+    Example:
+
+    >>> checkpoint_image_size(reader, "pos_embedding", 16)  # doctest: +SKIP
+    96
+    """
+    if image_size:
+        return image_size
+    inferred = big_vision.learned_grid_size(
+        reader, name, patch_size, num_prefix_tokens
+    )
+    return inferred or 224
+
+
+def posemb_resampler(grid: tuple[int, int], num_prefix_tokens: int = 0):
+    """A `CheckpointReader.assign` transform that fits a checkpoint's
+    learned position embedding to `grid` patches.
+
+    An embedding of another (square) grid is resampled as big_vision's
+    `resample_posemb` does for high-res fine-tuning; one that already
+    fits, or is not `[1, N, D]`, passes unchanged (`assign` then reports
+    any mismatch).
+    """
+    rows = num_prefix_tokens + math.prod(grid)
+
+    def transform(posemb: np.ndarray) -> np.ndarray:
+        if posemb.ndim != 3 or posemb.shape[1] == rows:
+            return posemb
+        try:
+            return resample_position_embedding(
+                posemb, grid, num_prefix_tokens=num_prefix_tokens
+            )
+        except ValueError as error:
+            raise ValueError(
+                f"The checkpoint's position embedding {posemb.shape} cannot "
+                f"be resampled to a {grid} patch grid: {error}"
+            ) from error
+
+    return transform
+
 
 # === big_vision ===
 
@@ -74,6 +143,9 @@ def assign_vit(
 ) -> None:
     """Loads big_vision ViT parameters under `prefix` into `vit`.
 
+    A learned position embedding of another grid size is resampled to
+    `vit`'s (see `posemb_resampler`).
+
     Args:
         reader: The checkpoint.
         vit: A backbone built with the checkpoint's config.
@@ -90,7 +162,11 @@ def assign_vit(
     conv = vit.patch_embedding.projection
     big_vision.assign_dense(reader, conv, f"{p}embedding")
     if vit.posemb == "learn":
-        reader.assign(vit.position_embedding.embedding, f"{p}pos_embedding")
+        reader.assign(
+            vit.position_embedding.embedding,
+            f"{p}pos_embedding",
+            transform=posemb_resampler(vit.grid_size),
+        )
     if vit.class_token is not None:
         reader.assign(vit.class_token.token, f"{p}cls")
     assign_encoder(reader, vit.encoder, f"{p}Transformer/", "encoderblock")
@@ -162,8 +238,11 @@ def convert_vit(
         checkpoint: Path of the flat npz checkpoint.
         config: big_vision `vit.Model` keyword arguments, optionally under
             `model_kwargs` next to an `image_size`.
-        image_size: Input resolution; defaults to the config's `image_size`,
-            else 224.
+        image_size: Input resolution. Defaults to the config's
+            `image_size`, else the size the checkpoint's learned position
+            embedding implies (a square grid times the patch size), else
+            224. A size the checkpoint was not trained at resamples its
+            position embedding.
         prefix: Name prefix of the ViT inside the checkpoint, e.g.
             `"params/img/"`; a checkpoint without the `params/` part is
             accepted too.
@@ -178,10 +257,16 @@ def convert_vit(
     """
     model_kwargs = big_vision.model_kwargs_of(config)
     model_kwargs = {k: v for k, v in model_kwargs.items() if k != "image_size"}
-    image_size = image_size or config.get("image_size", 224)
-    vit = ViTBackbone(**vit_kwargs_from_big_vision(model_kwargs, image_size))
     reader = big_vision.open_checkpoint(checkpoint)
     prefix = big_vision.strip_params_prefix(reader, prefix)
+    kwargs = vit_kwargs_from_big_vision(model_kwargs, None)
+    kwargs["image_size"] = checkpoint_image_size(
+        reader,
+        f"{prefix}pos_embedding",
+        kwargs.get("patch_size", 16),
+        image_size or config.get("image_size"),
+    )
+    vit = ViTBackbone(**kwargs)
     assign_vit(reader, vit, prefix)
     reader.finish()
     return vit
@@ -242,11 +327,18 @@ def _assign_posemb_after_class_token(
     the class token: `cls + posemb[0]` becomes the keras_vl class token and
     the other rows the patch position embedding, which gives the same
     first-layer input (keras_vl adds the embedding before the class
-    token)."""
+    token). An embedding of another grid size is resampled, the class
+    token's row kept as it is."""
     if vit.class_token is None:
-        reader.assign(vit.position_embedding.embedding, name)
+        reader.assign(
+            vit.position_embedding.embedding,
+            name,
+            transform=posemb_resampler(vit.grid_size),
+        )
         return
-    posemb = reader.take(name)
+    posemb = posemb_resampler(vit.grid_size, num_prefix_tokens=1)(
+        reader.take(name)
+    )
     _, patches, width = vit.position_embedding.embedding.shape
     if tuple(posemb.shape) != (1, patches + 1, width):
         raise ValueError(

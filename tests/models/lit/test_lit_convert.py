@@ -133,3 +133,18 @@ def test_unsupported_text_model_is_refused():
     kwargs = {**config["model_kwargs"], "text_model": "proj.flaxformer.bert"}
     with pytest.raises(ValueError, match="text_model"):
         convert_lit(root / "params.npz", {"model_kwargs": kwargs})
+
+
+def test_other_image_size_resamples_the_image_posemb():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    root, config = lit_fixture()
+    model = convert_lit(root / "params.npz", config, image_size=96)
+    assert model.backbone.image_size == (96, 96)
+    posemb = load_npz(root / "params.npz")["params/img/pos_embedding"]
+    expected = ndimage.zoom(
+        posemb.reshape(4, 4, -1), (1.5, 1.5, 1), order=1
+    ).reshape(1, 36, -1)
+    embedding = model.backbone.image_encoder.position_embedding.embedding
+    np.testing.assert_allclose(to_numpy(embedding), expected, atol=1e-6)
+    zimg = model.encode_images(np.zeros((1, 96, 96, 3)), preprocessed=True)
+    assert zimg.shape == (1, 32)

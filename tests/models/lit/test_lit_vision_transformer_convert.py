@@ -68,7 +68,7 @@ def encoder(x, tree):
 
 def vit_forward(images, tree):
     b = images.shape[0]
-    grid = IMAGE // PATCH
+    grid = images.shape[1] // PATCH
     patches = images.reshape(b, grid, PATCH, grid, PATCH, 3)
     patches = patches.transpose(0, 1, 3, 2, 4, 5).reshape(b, grid * grid, -1)
     kernel = tree["embedding"]["kernel"].reshape(-1, WIDTH)
@@ -419,3 +419,34 @@ def test_missing_and_unknown_names_are_reported(
         convert_vision_transformer_lit(tmp_path / "extra.npz", config)
     with pytest.raises(ValueError, match="Unknown LiT model 'extra'"):
         convert_vision_transformer_lit(tmp_path / "extra.npz")
+
+
+def test_image_size_follows_or_resamples_the_checkpoint(
+    text_transformer_checkpoint,
+):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    path, config, tree = text_transformer_checkpoint
+    config = {**config, "pp": {"max_len": 8}}  # No size: the checkpoint's.
+    model = convert_vision_transformer_lit(path, config)
+    assert model.backbone.image_size == (IMAGE, IMAGE)
+
+    size = IMAGE + 2 * PATCH  # 4 x 4 patches -> 6 x 6.
+    model = convert_vision_transformer_lit(path, config, image_size=size)
+    assert model.backbone.image_size == (size, size)
+    posemb = tree["img"]["Transformer"]["posembed_input"]["pos_embedding"]
+    old, new = IMAGE // PATCH, size // PATCH
+    grid = ndimage.zoom(
+        posemb[0, 1:].reshape(old, old, -1), (new / old, new / old, 1), order=1
+    )
+    resampled = np.concatenate([posemb[:, :1], grid.reshape(1, -1, WIDTH)], 1)
+    image_tree = dict(tree["img"])
+    image_tree["Transformer"] = {
+        **tree["img"]["Transformer"],
+        "posembed_input": {"pos_embedding": resampled},
+    }
+    rng = np.random.default_rng(2)
+    images = rng.standard_normal((2, size, size, 3)).astype("float32")
+    tokens = rng.integers(0, 50, (2, 8)).astype("int32")
+    zimg, _ = embed(model, images, tokens)
+    reference = normalise(vit_forward(images, image_tree))
+    assert np.abs(zimg - reference).max() <= TOLERANCE

@@ -127,3 +127,106 @@ def test_unknown_config_key(tmp_path):
     config = {**config, "model_kwargs": {**config["model_kwargs"], "x": 1}}
     with pytest.raises(ValueError, match="'x'"):
         convert_vit(root / config["params_file"], config)
+
+
+# === Resolution taken from, or fitted to, the checkpoint ===
+
+
+def sized_checkpoint(tmp_path, name, side):
+    """The fixture's checkpoint with a random learned position embedding
+    of a `side` x `side` grid, and its config without an image size."""
+    root, config = vit_fixture(name)
+    params = load_npz(root / config["params_file"])
+    rng = np.random.default_rng(side)
+    width = params["embedding/bias"].shape[0]
+    posemb = rng.normal(size=(1, side * side, width)).astype("float32")
+    params["pos_embedding"] = posemb
+    path = tmp_path / f"{name}_{side}.npz"
+    np.savez(path, **params)
+    config = {k: v for k, v in config.items() if k != "image_size"}
+    return path, config, posemb
+
+
+@pytest.mark.parametrize("name", ["gap_learn", "tok_learn"])
+def test_image_size_is_inferred_from_the_checkpoint(name):
+    root, config = vit_fixture(name)
+    config = {k: v for k, v in config.items() if k != "image_size"}
+    vit = convert_vit(root / config["params_file"], config)
+    assert vit.image_size == (64, 64)
+    images = load_npz(root / "inputs.npz")["images"]
+    expected = load_npz(root / config["io_file"])["out"]
+    assert np.abs(to_numpy(vit(images)) - expected).max() <= TOLERANCE
+
+
+def test_96px_checkpoint_converts_at_96px_without_a_size(tmp_path):
+    path, config, posemb = sized_checkpoint(tmp_path, "tok_learn", 6)
+    vit = convert_vit(path, config)
+    assert vit.image_size == (96, 96)
+    np.testing.assert_array_equal(
+        to_numpy(vit.position_embedding.embedding), posemb
+    )
+    # Same weights built at 96 px by hand: the outputs agree.
+    root, golden = vit_fixture("tok_learn")
+    at_64 = convert_vit(root / golden["params_file"], golden)
+    reference = ViTBackbone.from_config(
+        {**at_64.get_config(), "image_size": 96}
+    )
+    for target, source in zip(reference.weights, at_64.weights, strict=True):
+        if target.shape == source.shape:
+            target.assign(source)
+    reference.position_embedding.embedding.assign(posemb)
+    images = np.random.default_rng(3).normal(size=(2, 96, 96, 3))
+    images = images.astype("float32")
+    out = to_numpy(vit(images))
+    assert out.shape == (2, 64)
+    np.testing.assert_allclose(
+        out, to_numpy(reference(images)), atol=1e-5, rtol=0
+    )
+
+
+@pytest.mark.parametrize("size", [64, 112, 160])
+def test_other_size_resamples_the_position_embedding(tmp_path, size):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    path, config, posemb = sized_checkpoint(tmp_path, "tok_learn", 6)
+    vit = convert_vit(path, config, image_size=size)
+    side = size // 16
+    assert vit.image_size == (size, size)
+    expected = ndimage.zoom(
+        posemb.reshape(6, 6, -1), (side / 6, side / 6, 1), order=1
+    ).reshape(1, side * side, -1)
+    np.testing.assert_allclose(
+        to_numpy(vit.position_embedding.embedding), expected, atol=1e-6
+    )
+    assert to_numpy(vit(np.zeros((1, size, size, 3)))).shape == (1, 64)
+
+
+def test_sincos2d_embedding_is_rebuilt_at_the_new_size():
+    from keras_vl.layers.position_embedding import sincos2d_embedding
+
+    root, config = vit_fixture("map_sincos2d")
+    vit = convert_vit(root / config["params_file"], config, image_size=96)
+    np.testing.assert_array_equal(
+        vit.position_embedding.embedding, sincos2d_embedding(6, 6, 64)
+    )
+    assert to_numpy(vit(np.zeros((1, 96, 96, 3)))).shape == (1, 64)
+
+
+def test_non_square_position_embedding_needs_a_size(tmp_path):
+    root, config = vit_fixture("gap_learn")
+    params = load_npz(root / config["params_file"])
+    params["pos_embedding"] = np.zeros((1, 15, 64), "float32")
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **params)
+    config = {k: v for k, v in config.items() if k != "image_size"}
+    with pytest.raises(ValueError, match="15 grid tokens.*not a square"):
+        convert_vit(path, config)
+
+
+def test_non_square_position_embedding_cannot_be_resampled(tmp_path):
+    root, config = vit_fixture("gap_learn")
+    params = load_npz(root / config["params_file"])
+    params["pos_embedding"] = np.zeros((1, 15, 64), "float32")
+    path = tmp_path / "ckpt.npz"
+    np.savez(path, **params)
+    with pytest.raises(ValueError, match="\\(1, 15, 64\\) cannot be resampled"):
+        convert_vit(path, config, image_size=64)
