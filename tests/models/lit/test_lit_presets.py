@@ -15,6 +15,7 @@ from test_lit_vision_transformer_convert import (
     tiny_config,
 )
 
+from keras_vl.layers import resample_position_embedding
 from keras_vl.models import (
     LiT,
     LiTBackbone,
@@ -332,6 +333,27 @@ def test_siglip_preset_downloads_converts_and_encodes_strings(
         preprocessor = LiTPreprocessor.from_preset("siglip_b16_224")
         assert preprocessor.pad_id == 1 and preprocessor.image_size == (64, 64)
         assert requests == ["/t5/c4_en.model", "/siglip.npz"]
+
+        # At another resolution: the same cached preset, its 4x4 patch
+        # grid resampled to 6x6, the tokenizer kept.
+        high_res = LiT.from_preset("siglip_b16_224", image_size=96)
+        assert requests == ["/t5/c4_en.model", "/siglip.npz"]
+        assert high_res.preprocessor.image_size == (96, 96)
+        embedding = high_res.backbone.image_encoder.position_embedding
+        expected_embedding = resample_position_embedding(
+            to_numpy(model.backbone.image_encoder.position_embedding.embedding),
+            (6, 6),
+        )
+        np.testing.assert_allclose(
+            to_numpy(embedding.embedding), expected_embedding, atol=1e-6
+        )
+        assert high_res.encode_images(
+            np.zeros((1, 96, 96, 3), "uint8")
+        ).shape == (1, zimg.shape[1])
+        assert (
+            np.abs(high_res.encode_texts(["A Photo of a CAT"]) - ztxt).max()
+            <= 1e-6
+        )
 
 
 @pytest.mark.parametrize("cut", ["/t5/c4_en.model", "/siglip.npz"])
