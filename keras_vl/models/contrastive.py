@@ -168,6 +168,8 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
     - in-batch image->text and text->image top-1 accuracy shown by `fit`;
     - `compile()` defaults (AdamW, weight decay, gradient clipping), so
       `model.compile(); model.fit(dataset)` just works.
+    - inference: `encode_images`, `encode_texts` and `similarity`, with
+      the same arguments on every task (see their docstrings).
 
     Args:
         backbone: The backbone (a functional `keras_hub` Backbone).

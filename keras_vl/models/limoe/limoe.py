@@ -155,7 +155,9 @@ class LIMoE(ContrastiveModel):
     # `encode_images`, `encode_texts` and `similarity` come from
     # `ContrastiveModel`: each batch is routed on its own (images without
     # texts, texts without images). `encode_texts` also takes a dict of
-    # model-ready `token_ids` and `padding_mask`.
+    # model-ready `token_ids` and `padding_mask`. A batch padded to its
+    # bucket routes the copies of its last row with it: only when experts
+    # overflow can they change which of that row's tokens are dropped.
 
     def routing_summary(
         self, images, texts, preprocessed: bool = False
