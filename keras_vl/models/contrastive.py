@@ -540,8 +540,10 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         if preprocessed:
             return self._checked_model_ready(groups)
         for group in groups:
-            if group.dtype.kind in "iu" and (
-                group.min() < 0 or group.max() > 255
+            if (
+                group.dtype.kind in "iu"
+                and group.dtype != np.uint8
+                and (group.min() < 0 or group.max() > 255)
             ):
                 raise ValueError(
                     "Raw `images` must hold pixel values in [0, 255]. "
