@@ -101,12 +101,18 @@ class Evaluator:
                 self.dataset, self.config.partial_caption_templates
             ),
         )
+        # Each split is encoded once and scored by both classifiers.
+        embeddings = {
+            split: model.encode_images(getattr(self, split)["images"])
+            for split in ("seen", "held_out")
+        }
         metrics = {}
         for prefix, zero_shot in (("", classifier), ("name_", by_name)):
             for split in ("seen", "held_out"):
-                test = getattr(self, split)
                 metrics[f"{prefix}{split}_top1"] = zero_shot.evaluate(
-                    test["images"], test["labels"], ks=(1,)
+                    labels=getattr(self, split)["labels"],
+                    ks=(1,),
+                    image_embeddings=embeddings[split],
                 )["top1"]
         images = model.encode_images(self.retrieval["images"])
         texts = model.encode_texts(self.retrieval["captions"])

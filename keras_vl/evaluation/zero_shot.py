@@ -18,7 +18,10 @@ class ZeroShotClassifier:
     As in CLIP, each class is embedded once from every prompt template
     (``template.format(class_name)``); a class's embeddings are averaged over
     the templates and re-normalised, and an image is scored by its cosine
-    similarity (dot product) to each class embedding.
+    similarity (dot product) to each class embedding. Images can be given
+    as pixels or as the embeddings `encode_images` already returned
+    (`image_embeddings=`, `logits_from_embeddings`), so an evaluation loop
+    encodes each image once.
 
     A class can instead be described by its own prompts (`class_prompts`),
     e.g. one per attribute: "a red shape" and "a circle" for a red circle.
@@ -50,6 +53,10 @@ class ZeroShotClassifier:
     test = ds.sample(1000, split="held_out", seed=1)
     classifier.evaluate(test["images"], test["labels"])
     # {"top1": 0.93, "top5": 1.0}
+
+    # Images encoded once, scored by several classifiers.
+    z = model.encode_images(test["images"])
+    classifier.evaluate(labels=test["labels"], image_embeddings=z)
 
     # One prompt per attribute, for combinations never captioned.
     prompts = [[f"a {c} shape", f"a {s}"] for c, s in ds.classes]
@@ -113,33 +120,112 @@ class ZeroShotClassifier:
         """Number of classes."""
         return len(self.class_names)
 
-    def logits(self, images: Any) -> np.ndarray:
+    def logits(
+        self, images: Any = None, *, image_embeddings: Any = None
+    ) -> np.ndarray:
         """Cosine similarities of images to classes, float32 ``[N, C]``.
 
         Args:
             images: a batch of images in whatever form the model's
                 `encode_images` takes (e.g. uint8 or float ``[N, H, W, 3]``);
                 encoded `batch_size` at a time.
+            image_embeddings: instead of `images`, their embeddings, as
+                `model.encode_images` returned them (see
+                `logits_from_embeddings`).
+
+        Example:
+
+        ```python
+        scores = classifier.logits(images)  # [N, num_classes]
+        ```
         """
+        if (images is None) == (image_embeddings is None):
+            raise ValueError(
+                "Pass exactly one of `images` and `image_embeddings`."
+            )
+        if image_embeddings is not None:
+            return self.logits_from_embeddings(image_embeddings)
         embeddings = _encode_batched(
             self.model.encode_images, images, self.batch_size, "images"
         )
         if len(embeddings) == 0:
             return np.zeros((0, self.num_classes), np.float32)
-        if embeddings.shape[1] != self.class_embeddings.shape[1]:
-            raise ValueError(
-                f"`model.encode_images` returned {embeddings.shape[1]}-dim "
-                "embeddings but `model.encode_texts` returned "
-                f"{self.class_embeddings.shape[1]}-dim ones."
-            )
-        return embeddings @ self.class_embeddings.T
+        return self.logits_from_embeddings(embeddings, "model.encode_images")
 
-    def predict(self, images: Any) -> np.ndarray:
-        """Predicted class ids, int64 ``[N]`` (see `logits` for `images`)."""
-        return np.argmax(self.logits(images), axis=-1)
+    def logits_from_embeddings(
+        self, image_embeddings: Any, name: str = "image_embeddings"
+    ) -> np.ndarray:
+        """Cosine similarities of image embeddings to classes, ``[N, C]``.
+
+        For image embeddings the caller already has (e.g. computed once for
+        several evaluations): the same numbers as `logits(images)`, with
+        no image encoded again.
+
+        Args:
+            image_embeddings: float ``[N, D]``, the L2-normalised output of
+                the model's `encode_images` (numpy or a backend tensor).
+            name: how the embeddings are named in error messages.
+
+        Returns:
+            float32 ``[N, C]``.
+
+        Raises:
+            TypeError: if the embeddings are not floats.
+            ValueError: if they are not ``[N, D]`` with the class
+                embeddings' `D`, or not finite.
+
+        Example:
+
+        ```python
+        z = model.encode_images(images)  # once
+        scores = classifier.logits_from_embeddings(z)
+        classifier.evaluate(labels=labels, image_embeddings=z)
+        ```
+        """
+        embeddings = np.asarray(keras.ops.convert_to_numpy(image_embeddings))
+        dim = self.class_embeddings.shape[1]
+        if embeddings.dtype.kind != "f":
+            raise TypeError(
+                f"`{name}` must be float embeddings, got dtype "
+                f"{embeddings.dtype}."
+            )
+        if embeddings.ndim != 2 or embeddings.shape[1] != dim:
+            raise ValueError(
+                f"`{name}` must be [num_images, {dim}] (the dimension "
+                "`model.encode_texts` returned), got shape "
+                f"{embeddings.shape}."
+            )
+        if not np.all(np.isfinite(embeddings)):
+            raise ValueError(f"`{name}` holds NaN or infinite values.")
+        return embeddings.astype(np.float32) @ self.class_embeddings.T
+
+    def predict(
+        self, images: Any = None, *, image_embeddings: Any = None
+    ) -> np.ndarray:
+        """Predicted class ids, int64 ``[N]``.
+
+        Args:
+            images: images, as for `logits`.
+            image_embeddings: instead of `images`, their embeddings (see
+                `logits_from_embeddings`).
+
+        Example:
+
+        ```python
+        labels = classifier.predict(images)
+        labels = classifier.predict(image_embeddings=z)
+        ```
+        """
+        logits = self.logits(images, image_embeddings=image_embeddings)
+        return np.argmax(logits, axis=-1)
 
     def evaluate(
-        self, images: Any, labels: Any, ks: Sequence[int] = (1, 5)
+        self,
+        images: Any = None,
+        labels: Any = None,
+        ks: Sequence[int] = (1, 5),
+        *,
+        image_embeddings: Any = None,
     ) -> dict[str, float]:
         """Top-k accuracies on labelled images.
 
@@ -149,12 +235,24 @@ class ZeroShotClassifier:
             ks: the k of the top-k accuracies. A k is reported only when it
                 is smaller than the number of classes (at k >= C every
                 prediction is right).
+            image_embeddings: instead of `images`, their embeddings (see
+                `logits_from_embeddings`), so that an evaluation loop
+                encodes each image once.
 
         Returns:
             A dict ``{"top1": float, "top5": float, ...}``. Ties count
             against the true class: it must score strictly higher than all
             but k - 1 others.
+
+        Example:
+
+        ```python
+        classifier.evaluate(images, labels)  # {"top1": ..., "top5": ...}
+        classifier.evaluate(labels=labels, image_embeddings=z)
+        ```
         """
+        if labels is None:
+            raise ValueError("`labels` is required.")
         labels = np.asarray(keras.ops.convert_to_numpy(labels))
         if labels.size == 0:
             raise ValueError("`images` and `labels` must not be empty.")
@@ -173,13 +271,16 @@ class ZeroShotClassifier:
         ks = [int(k) for k in ks]
         if any(k < 1 for k in ks):
             raise ValueError(f"`ks` must be positive ints, got {ks}.")
-        num_images = _length(images, "images")
+        inputs = "images" if image_embeddings is None else "image_embeddings"
+        num_images = _length(
+            images if image_embeddings is None else image_embeddings, inputs
+        )
         if len(labels) != num_images:
             raise ValueError(
-                f"`labels` has {len(labels)} entries but `images` has "
+                f"`labels` has {len(labels)} entries but `{inputs}` has "
                 f"{num_images}; they must match."
             )
-        logits = self.logits(images)
+        logits = self.logits(images, image_embeddings=image_embeddings)
         true = logits[np.arange(len(labels)), labels]
         # Rank of the true class: how many classes score at least as high,
         # itself excluded.

@@ -1,5 +1,6 @@
 """The contrastive Task base shared by CLIPPO, LiT and LIMoE."""
 
+import functools
 import math
 import warnings
 
@@ -167,6 +168,8 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
     - in-batch image->text and text->image top-1 accuracy shown by `fit`;
     - `compile()` defaults (AdamW, weight decay, gradient clipping), so
       `model.compile(); model.fit(dataset)` just works.
+    - inference: `encode_images`, `encode_texts` and `similarity`, with
+      the same arguments on every task (see their docstrings).
 
     Args:
         backbone: The backbone (a functional `keras_hub` Backbone).
@@ -388,32 +391,103 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             check_token_ids(token_ids, vocabulary_size, name)
 
     # --- Inference ---------------------------------------------------------
-    # A task says how it encodes each modality (`encode_images`,
-    # `encode_texts`); comparing the two is the same for every task.
+    # Written once for every task. A family says how raw pixels become
+    # model-ready images (`_preprocess_pixels`, `_model_ready_range`), how
+    # texts become model-ready inputs (`_model_texts`) and which backbone
+    # method embeds them (`_text_embedding`); the backbone's `embed_images`
+    # embeds images.
+
+    _text_embedding = "embed_texts"
 
     def encode_images(
         self, images, preprocessed: bool = False, batch_size: int = 64
     ) -> np.ndarray:
-        """Embeds images: numpy float32 `[B, D]`, L2-normalised."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement `encode_images`."
+        """Embeds images.
+
+        Args:
+            images: Raw pixels, uint8 or float in `[0, 255]` (a float batch
+                whose maximum is <= 1 warns: it is almost black), resized
+                and normalised by the task's preprocessor: a batch
+                `[B, H, W, C]`, one image `[H, W, C]`, or a list of images
+                (arrays or PIL images) of any sizes. With
+                `preprocessed=True`, model-ready float images of the
+                model's size instead, in the range the preprocessor
+                produces (`[-1, 1]` by default).
+            preprocessed: Whether `images` are already model-ready.
+            batch_size: Images per forward pass. Batches are padded to a
+                power of two (at most `batch_size`) rows, so a new number
+                of images costs at most one compilation per size class.
+
+        Returns:
+            numpy float32 `[B, D]`, L2-normalised.
+
+        Raises:
+            ValueError: if `images` has the wrong rank, channels or range
+                (uint8 or values outside the model-ready range with
+                `preprocessed=True`), or is empty.
+            TypeError: if `images` is not numeric.
+
+        Example:
+
+        ```python
+        z = model.encode_images(uint8_images)  # [B, D]
+        z = model.encode_images([pil_image, other_pil_image])
+        ```
+        """
+        return self._encode_in_batches(
+            self.backbone.embed_images,
+            self._model_images(images, preprocessed),
+            batch_size,
         )
 
     def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
-        """Embeds texts: numpy float32 `[B, D]`, L2-normalised."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement `encode_texts`."
+        """Embeds texts.
+
+        Args:
+            texts: A string or a list of strings (see the task for the other
+                forms it takes, e.g. token ids).
+            batch_size: Texts per forward pass, padded as in
+                `encode_images`.
+
+        Returns:
+            numpy float32 `[B, D]`, L2-normalised.
+
+        Example:
+
+        ```python
+        z = model.encode_texts(["a red circle", "a blue square"])
+        ```
+        """
+        return self._encode_in_batches(
+            getattr(self.backbone, self._text_embedding),
+            self._model_texts(texts),
+            batch_size,
         )
 
     def similarity(
-        self, images, texts, preprocessed: bool = False
+        self,
+        images,
+        texts,
+        preprocessed: bool = False,
+        scaled: bool = True,
+        batch_size: int = 64,
     ) -> np.ndarray:
-        """Scaled image-text logits `exp(t) * Z_img @ Z_txt^T (+ b)`.
+        """Image-text scores: scaled logits, or cosine similarities.
+
+        With `scaled=True` (the default) these are the logits the model is
+        trained on, `exp(t) * cos (+ b)`: the cosine similarity of the
+        L2-normalised embeddings times the logit scale `exp(t)`, plus the
+        bias `b` of a sigmoid-loss model. A softmax over texts turns them
+        into the model's probabilities (a sigmoid, for a sigmoid-loss
+        model). With `scaled=False`, the plain cosine similarities in
+        `[-1, 1]`.
 
         Args:
             images: Images as `encode_images` takes them.
             texts: Texts as `encode_texts` takes them.
             preprocessed: Whether `images` are already model-ready.
+            scaled: Whether to return scaled logits or cosine similarities.
+            batch_size: Images and texts per forward pass.
 
         Returns:
             numpy float32 `[num_images, num_texts]`.
@@ -423,44 +497,131 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         ```python
         logits = model.similarity(images, ["a red circle", "a blue square"])
         best_text = logits.argmax(axis=1)
+        cosines = model.similarity(images, texts, scaled=False)
         ```
         """
-        logits = self.logits(
-            self.encode_images(images, preprocessed),
-            self.encode_texts(texts),
+        cosines = (
+            self.encode_images(images, preprocessed, batch_size)
+            @ self.encode_texts(texts, batch_size).T
         )
-        return ops.convert_to_numpy(logits)
+        if not scaled:
+            return cosines
+        # In numpy: eager backend ops would compile again for every shape.
+        logits = cosines * ops.convert_to_numpy(self.logit_scale)
+        if self.logit_bias is not None:
+            logits = logits + ops.convert_to_numpy(self.logit_bias)
+        return logits.astype("float32")
+
+    def _model_texts(self, texts):
+        """Texts -> the model-ready inputs of `_text_embedding` (a numpy
+        array or a dict of them)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `_model_texts`."
+        )
+
+    def _preprocess_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw float32 pixels `[B, H, W, C]` -> model-ready numpy images."""
+        if self.preprocessor is None:
+            raise ValueError(
+                "This model has no preprocessor: pass model-ready images "
+                "with `preprocessed=True`."
+            )
+        images = self.preprocessor({"images": pixels})["images"]
+        return ops.convert_to_numpy(images)
+
+    def _model_ready_range(self) -> tuple[float, float]:
+        """`(low, high)` of the images the preprocessor makes."""
+        return (-1.0, 1.0)
+
+    def _model_images(self, images, preprocessed: bool) -> np.ndarray:
+        """Checks `images` and makes them model-ready: float32 numpy."""
+        channels = self.backbone.input["images"].shape[-1]
+        groups = _image_arrays(images, channels)
+        if preprocessed:
+            return self._checked_model_ready(groups)
+        for group in groups:
+            if (
+                group.dtype.kind in "iu"
+                and group.dtype != np.uint8
+                and (group.min() < 0 or group.max() > 255)
+            ):
+                raise ValueError(
+                    "Raw `images` must hold pixel values in [0, 255]. "
+                    f"Received values in [{group.min()}, {group.max()}]."
+                )
+        if all(g.dtype.kind == "f" for g in groups) and (
+            max(float(g.max()) for g in groups) <= 1.0
+        ):
+            warnings.warn(
+                "Raw `images` are expected in [0, 255], but these float "
+                "pixels are all <= 1 and will look almost black to the "
+                "model. Scale [0, 1] images by 255, or pass model-ready "
+                "images with `preprocessed=True`.",
+                stacklevel=3,
+            )
+        if len({g.shape[1:] for g in groups}) == 1:
+            pixels = np.concatenate(groups) if len(groups) > 1 else groups[0]
+            return self._preprocess_pixels(pixels.astype("float32"))
+        # Different sizes: each image is resized on its own.
+        return np.concatenate(
+            [self._preprocess_pixels(g.astype("float32")) for g in groups]
+        )
+
+    def _checked_model_ready(self, groups: list) -> np.ndarray:
+        if any(g.dtype.kind != "f" for g in groups):
+            raise ValueError(
+                "Model-ready `images` (`preprocessed=True`) must be floats. "
+                f"Received dtype {groups[0].dtype}; integers are raw "
+                "pixels: pass `preprocessed=False`."
+            )
+        shapes = {g.shape[1:] for g in groups}
+        if len(shapes) > 1:
+            raise ValueError(
+                "Model-ready `images` (`preprocessed=True`) must all have "
+                f"the model's size. Received shapes {sorted(shapes)}."
+            )
+        images = np.concatenate(groups).astype("float32")
+        low, high = self._model_ready_range()
+        slack = 1e-3 * (high - low)  # Rounding in the preprocessor's ops.
+        if images.min() < low - slack or images.max() > high + slack:
+            raise ValueError(
+                "Model-ready `images` (`preprocessed=True`) must be in "
+                f"[{low:g}, {high:g}]. Received values in "
+                f"[{images.min():g}, {images.max():g}]; pass raw pixels in "
+                "[0, 255] with `preprocessed=False`."
+            )
+        return images
 
     def _encode_in_batches(self, embed, inputs, batch_size: int):
         """`embed` over numpy `inputs` (an array or a dict of arrays),
         `batch_size` rows at a time -> numpy float32.
 
-        One batch runs eagerly. Larger inputs go through a functional model
-        over `embed` (sharing this model's layers, so it always sees the
-        current weights) whose `predict` is compiled once: the rows are
-        padded to whole batches, so a single input shape is ever traced.
+        Every batch runs through one compiled function (a functional model
+        over `embed` sharing this model's layers, so it always sees the
+        current weights). Its rows are padded (repeating the last) to the
+        next power of two, capped at `batch_size`: any number of rows is
+        traced and compiled at most once per power of two, instead of once
+        per batch size (and op by op, when run eagerly).
         """
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ValueError(
                 f"`batch_size` must be an int >= 1. Received: {batch_size!r}"
             )
+        batch_size = int(batch_size)
         arrays = inputs if isinstance(inputs, dict) else {None: inputs}
         size = len(next(iter(arrays.values())))
-        if size <= batch_size:
-            tensors = keras.tree.map_structure(ops.convert_to_tensor, inputs)
-            return np.asarray(ops.convert_to_numpy(embed(tensors)), "float32")
-        batch_size = int(batch_size)
-        padding = -size % batch_size
-        if padding:
-            inputs = keras.tree.map_structure(
-                lambda x: np.concatenate(
-                    [x, np.repeat(x[-1:], padding, axis=0)], axis=0
-                ),
-                inputs,
-            )
         encoder = self._compiled_encoder(embed, arrays)
-        outputs = encoder.predict(inputs, batch_size=batch_size, verbose=0)
-        return np.asarray(outputs[:size], "float32")
+        outputs = []
+        for start in range(0, size, batch_size):
+            rows = min(batch_size, size - start)
+            padding = _bucket_size(rows, batch_size) - rows
+            rows_slice = slice(start, start + rows)
+            batch = keras.tree.map_structure(
+                functools.partial(_padded_rows, rows_slice, padding), inputs
+            )
+            embeddings = encoder.predict_on_batch(batch)
+            outputs.append(np.asarray(embeddings[:rows], "float32"))
+        return np.concatenate(outputs, axis=0)
 
     def _compiled_encoder(self, embed, arrays) -> keras.Model:
         signature = tuple(
@@ -475,6 +636,80 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             inputs = symbols if None not in symbols else symbols[None]
             self._helper_models[key] = keras.Model(inputs, embed(inputs))
         return self._helper_models[key]
+
+
+def _bucket_size(rows: int, batch_size: int) -> int:
+    """The rows a batch of `rows` is padded to: the next power of two,
+    capped at `batch_size`."""
+    return min(batch_size, 1 << (rows - 1).bit_length())
+
+
+def _padded_rows(rows: slice, padding: int, x: np.ndarray) -> np.ndarray:
+    """`x[rows]` with its last row repeated `padding` more times."""
+    x = x[rows]
+    if not padding:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], padding, axis=0)], axis=0)
+
+
+def _image_arrays(images, channels: int) -> list[np.ndarray]:
+    """`images` as a list of numpy batches `[n, H, W, C]`: one for a batch
+    or a single image, one per image for a list (whose sizes may differ).
+    Checks rank, channels and dtype."""
+    expected = (
+        f"a batch [B, H, W, {channels}], one image [H, W, {channels}] or a "
+        "list of images"
+    )
+    if isinstance(images, list | tuple) or _is_pil(images):
+        items = [images] if _is_pil(images) else list(images)
+        arrays = [_pixel_array(item, channels) for item in items]
+        for array in arrays:
+            if array.ndim != 3:
+                raise ValueError(
+                    f"`images` must be {expected}. Received an image of "
+                    f"shape {array.shape} in the list."
+                )
+        groups = [array[None] for array in arrays]
+    else:
+        batch = _pixel_array(images, channels)
+        if batch.ndim not in (3, 4):
+            raise ValueError(
+                f"`images` must be {expected}. Received shape {batch.shape}"
+            )
+        groups = [batch[None] if batch.ndim == 3 else batch]
+    if not groups or not any(len(group) for group in groups):
+        raise ValueError("`images` is empty.")
+    for group in groups:
+        if group.dtype.kind not in "iuf":
+            raise TypeError(
+                "`images` must be numeric pixel values. Received dtype "
+                f"{group.dtype}"
+            )
+        if group.shape[-1] != channels:
+            raise ValueError(
+                f"`images` must be {expected}. Received shape "
+                f"{group.shape[1:] if len(groups) > 1 else group.shape}"
+            )
+    return groups
+
+
+def _pixel_array(image, channels: int) -> np.ndarray:
+    if _is_pil(image):
+        if channels in (1, 3):
+            image = image.convert("L" if channels == 1 else "RGB")
+        array = np.asarray(image)
+        return array[..., None] if array.ndim == 2 else array
+    if isinstance(image, np.ndarray):
+        return image
+    try:
+        return np.asarray(ops.convert_to_numpy(image))
+    except Exception:  # Not a tensor: a nested list, for example.
+        return np.asarray(image)
+
+
+def _is_pil(image) -> bool:
+    """Whether `image` is a PIL image (without importing PIL)."""
+    return hasattr(image, "getbands") and hasattr(image, "convert")
 
 
 def _in_memory(data) -> bool:

@@ -205,3 +205,56 @@ def test_rejects_encoder_with_wrong_output_shape():
 
     with pytest.raises(ValueError, match="expected"):
         ZeroShotClassifier(Broken(), CLASSES)
+
+
+def test_precomputed_image_embeddings_give_the_image_path_numbers():
+    model = FakeModel()
+    classifier = ZeroShotClassifier(model, CLASSES)
+    shown = np.array([0, 1, 2, 3, 4, 5, 0, 1, 0, 1])
+    distractor = np.array([1, 2, 3, 4, 5, 6, 2, 3, 2, 3])
+    labels = np.array([0, 1, 2, 3, 4, 5, 2, 3, 6, 6])
+    images = make_images(shown, distractor)
+    embeddings = keras.ops.convert_to_numpy(model.encode_images(images))
+    calls = len(model.image_calls)
+
+    logits = classifier.logits_from_embeddings(embeddings)
+    assert logits.shape == (10, len(CLASSES)) and logits.dtype == np.float32
+    np.testing.assert_allclose(logits, classifier.logits(images), atol=1e-6)
+    # The shown class weighs 1, the distractor 0.6, then normalised.
+    np.testing.assert_allclose(logits[0, :2], [1, 0.6] / np.sqrt(1.36))
+    np.testing.assert_array_equal(
+        classifier.predict(image_embeddings=embeddings), shown
+    )
+    tensor = keras.ops.convert_to_tensor(embeddings)
+    np.testing.assert_allclose(
+        classifier.logits(image_embeddings=tensor), logits, atol=1e-6
+    )
+    metrics = classifier.evaluate(labels=labels, image_embeddings=embeddings)
+    assert metrics == classifier.evaluate(images, labels)
+    assert metrics == {"top1": 0.6, "top5": 0.8}
+    # Only the two calls with `images` above encoded images.
+    assert len(model.image_calls) == calls + 2
+
+
+def test_rejects_bad_image_embeddings():
+    classifier = ZeroShotClassifier(FakeModel(), CLASSES)
+    images = make_images(np.array([0, 1]), np.array([1, 0]))
+    good = np.eye(8, dtype=np.float32)[:2]
+    with pytest.raises(TypeError, match="image_embeddings"):
+        classifier.logits_from_embeddings(good.astype("int32"))
+    with pytest.raises(
+        ValueError, match=r"image_embeddings.*\[num_images, 8\]"
+    ):
+        classifier.logits_from_embeddings(good[:, :4])
+    with pytest.raises(ValueError, match="image_embeddings"):
+        classifier.logits_from_embeddings(good[0])
+    with pytest.raises(ValueError, match="NaN"):
+        classifier.logits_from_embeddings(good * np.nan)
+    with pytest.raises(ValueError, match="exactly one"):
+        classifier.predict()
+    with pytest.raises(ValueError, match="exactly one"):
+        classifier.predict(images, image_embeddings=good)
+    with pytest.raises(ValueError, match="labels"):
+        classifier.evaluate(image_embeddings=good)
+    with pytest.raises(ValueError, match="`image_embeddings` has 2"):
+        classifier.evaluate(labels=[0, 1, 2], image_embeddings=good)

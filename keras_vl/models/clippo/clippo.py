@@ -84,56 +84,38 @@ class Clippo(ContrastiveModel):
         model.backbone.load_glyph_table(preset)
         return model
 
-    def encode_images(self, images, preprocessed: bool = False, batch_size=64):
-        """Embeds images.
+    # `encode_images`, `encode_texts` and `similarity` come from
+    # `ContrastiveModel`; texts are embedded from their code points.
+    _text_embedding = "embed_codepoints"
+
+    def encode_rendered_texts(
+        self, images, preprocessed: bool = False, batch_size: int = 64
+    ) -> np.ndarray:
+        """Embeds texts that are already rendered as images.
+
+        Rendered text is an image to CLIPPO: this is `encode_images`, and
+        takes the same inputs (raw pixels by default, e.g. the uint8
+        output of the model's `TextRenderer`).
 
         Args:
-            images: `[B, H, W, 3]` raw pixels (uint8 or float in `[0, 255]`),
-                resized and normalised by the preprocessor; or, with
-                `preprocessed=True`, model-ready `[B, S, S, 3]` in `[-1, 1]`.
-            preprocessed: Whether `images` are already model-ready.
+            images: Rendered texts as `encode_images` takes them.
+            preprocessed: Whether `images` are already model-ready, in
+                `[-1, 1]`.
             batch_size: Images per forward pass.
 
         Returns:
             numpy float32 `[B, out_dim]`, L2-normalised.
+
+        Example:
+
+        ```python
+        renderer = model.backbone.text_renderer
+        rendered = renderer(renderer.codepoints(["a red circle"]))  # uint8
+        z = model.encode_rendered_texts(rendered)
+        # == model.encode_texts(["a red circle"])
+        ```
         """
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(
-                "`images` must be a batch of RGB images [B, H, W, 3]. "
-                f"Received shape {images.shape}"
-            )
-        if images.shape[0] == 0:
-            raise ValueError("`images` is empty.")
-        if preprocessed:
-            images = images.astype("float32")
-        else:
-            images = self._preprocess_images(images)
-        return self._encode_in_batches(
-            self.backbone.embed_images, images, batch_size
-        )
-
-    def encode_rendered_texts(self, text_images, batch_size=64):
-        """Embeds texts that are already rendered, `[B, S, S, 3]` in
-        `[-1, 1]` (the same path as `encode_images(..., preprocessed=True)`).
-        """
-        return self.encode_images(text_images, True, batch_size)
-
-    def encode_texts(self, texts, batch_size=64):
-        """Embeds strings, rendering them with the model's own renderer.
-
-        Args:
-            texts: A string or a list of strings (any script).
-            batch_size: Texts per forward pass.
-
-        Returns:
-            numpy float32 `[B, out_dim]`, L2-normalised.
-        """
-        return self._encode_in_batches(
-            self.backbone.embed_codepoints,
-            self.text_codepoints(texts),
-            batch_size,
-        )
+        return self.encode_images(images, preprocessed, batch_size)
 
     def text_codepoints(self, texts) -> np.ndarray:
         """The code points `encode_texts` renders: int32
@@ -155,7 +137,11 @@ class Clippo(ContrastiveModel):
         codepoints[:, : raw.shape[1]] = raw
         return codepoints
 
-    def _preprocess_images(self, images):
-        dummy_texts = [""] * len(images)
-        inputs = self.preprocessor({"images": images, "texts": dummy_texts})
+    def _model_texts(self, texts) -> np.ndarray:
+        return self.text_codepoints(texts)
+
+    def _preprocess_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        # The preprocessor pairs images with texts; these ones are unused.
+        dummy_texts = [""] * len(pixels)
+        inputs = self.preprocessor({"images": pixels, "texts": dummy_texts})
         return keras.ops.convert_to_numpy(inputs["images"])

@@ -152,39 +152,12 @@ class LIMoE(ContrastiveModel):
 
     # --- Inference ---------------------------------------------------------
 
-    def encode_images(
-        self, images, preprocessed: bool = False, batch_size: int = 64
-    ) -> np.ndarray:
-        """Embeds images, each batch routed on its own (no texts).
-
-        Args:
-            images: `[B, H, W, C]` raw pixels, or model-ready images in
-                `[-1, 1]` with `preprocessed=True`.
-            preprocessed: Whether `images` are already model-ready.
-            batch_size: Images per forward pass.
-
-        Returns:
-            numpy float32 `[B, D]`, L2-normalised.
-        """
-        images = self._model_images(images, preprocessed)
-        return self._encode_in_batches(
-            self.backbone.embed_images, images, batch_size
-        )
-
-    def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
-        """Embeds texts, each batch routed on its own (no images).
-
-        Args:
-            texts: A string or a list of strings, or a dict of model-ready
-                `token_ids` and `padding_mask`.
-            batch_size: Texts per forward pass.
-
-        Returns:
-            numpy float32 `[B, D]`, L2-normalised.
-        """
-        return self._encode_in_batches(
-            self.backbone.embed_texts, self._model_texts(texts), batch_size
-        )
+    # `encode_images`, `encode_texts` and `similarity` come from
+    # `ContrastiveModel`: each batch is routed on its own (images without
+    # texts, texts without images). `encode_texts` also takes a dict of
+    # model-ready `token_ids` and `padding_mask`. A batch padded to its
+    # bucket routes the copies of its last row with it: only when experts
+    # overflow can they change which of that row's tokens are dropped.
 
     def routing_summary(
         self, images, texts, preprocessed: bool = False
@@ -265,19 +238,6 @@ class LIMoE(ContrastiveModel):
             ).reshape(len(records), num_experts)
             summary[name] = entry
         return summary
-
-    def _model_images(self, images, preprocessed):
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[0] == 0:
-            raise ValueError(
-                "`images` must be a non-empty batch [B, H, W, C]. Received "
-                f"shape {images.shape}"
-            )
-        if preprocessed:
-            return images.astype("float32")
-        return ops.convert_to_numpy(
-            self.preprocessor({"images": images})["images"]
-        )
 
     def _model_texts(self, texts) -> dict:
         if isinstance(texts, dict):

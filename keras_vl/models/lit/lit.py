@@ -209,43 +209,10 @@ class LiT(ContrastiveModel):
 
     # --- Inference ---------------------------------------------------------
 
-    def encode_images(
-        self, images, preprocessed: bool = False, batch_size: int = 64
-    ) -> np.ndarray:
-        """Embeds images.
-
-        Args:
-            images: `[B, H, W, C]` raw pixels (uint8 or float in `[0, 255]`),
-                resized and normalised by the preprocessor; or, with
-                `preprocessed=True`, model-ready images.
-            preprocessed: Whether `images` are already model-ready.
-            batch_size: Images per forward pass.
-
-        Returns:
-            numpy float32 `[B, D]`, L2-normalised.
-        """
-        images = self._check_images(images, preprocessed)
-        return self._encode_in_batches(
-            self.backbone.embed_images, images, batch_size
-        )
-
-    def encode_texts(self, texts, batch_size: int = 64) -> np.ndarray:
-        """Embeds texts.
-
-        Args:
-            texts: A string or a list of strings (tokenized by the
-                preprocessor's tokenizer); or token ids, `[B, L]` or a list
-                of lists, padded by the preprocessor; or a dict of
-                model-ready text inputs (`token_ids`, ...).
-            batch_size: Texts per forward pass.
-
-        Returns:
-            numpy float32 `[B, D]`, L2-normalised.
-        """
-        inputs = self.text_inputs(texts)
-        return self._encode_in_batches(
-            self.backbone.embed_texts, inputs, batch_size
-        )
+    # `encode_images`, `encode_texts` and `similarity` come from
+    # `ContrastiveModel`. `encode_texts` takes strings (tokenized by the
+    # preprocessor's tokenizer), token ids (`[B, L]` or a list of lists,
+    # padded by the preprocessor) or a dict of model-ready text inputs.
 
     def text_inputs(self, texts) -> dict:
         """Texts (strings, token ids, or a dict of model-ready inputs) ->
@@ -303,25 +270,16 @@ class LiT(ContrastiveModel):
             [list(map(int, row)) for row in rows], dtype="int32", ragged_rank=1
         )
 
-    def _check_images(self, images, preprocessed):
-        images = np.asarray(images)
-        if images.ndim != 4:
-            raise ValueError(
-                "`images` must be a batch of images [B, H, W, C]. Received "
-                f"shape {images.shape}"
-            )
-        if images.shape[0] == 0:
-            raise ValueError("`images` is empty.")
-        if preprocessed:
-            return images.astype("float32")
-        if self.preprocessor is None:
-            raise ValueError(
-                "This model has no preprocessor: pass model-ready images "
-                "with `preprocessed=True`."
-            )
-        return keras.ops.convert_to_numpy(
-            self.preprocessor({"images": images})["images"]
-        )
+    def _model_texts(self, texts) -> dict:
+        return self.text_inputs(texts)
+
+    def _model_ready_range(self) -> tuple[float, float]:
+        preprocessor = self.preprocessor
+        if getattr(preprocessor, "mean", None) is None:
+            return tuple(sorted(getattr(preprocessor, "value_range", (-1, 1))))
+        # Standardised pixels: (x - mean) / std for x in [0, 1].
+        mean, std = np.asarray(preprocessor.mean), np.asarray(preprocessor.std)
+        return float(np.min(-mean / std)), float(np.max((1 - mean) / std))
 
     # --- Cached image features --------------------------------------------
 

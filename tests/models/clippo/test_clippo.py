@@ -144,7 +144,10 @@ def test_fixture_parity(converted_fixture):
     assert np.abs(zimg - io["zimg"]).max() <= TOLERANCE
     assert np.abs(ztxt - io["ztxt"]).max() <= TOLERANCE
     assert (
-        np.abs(model.encode_rendered_texts(io["texts"]) - io["ztxt"]).max()
+        np.abs(
+            model.encode_rendered_texts(io["texts"], preprocessed=True)
+            - io["ztxt"]
+        ).max()
         <= TOLERANCE
     )
     assert abs(float(to_numpy(model.logit_scale)) - 10.0) <= TOLERANCE

@@ -26,7 +26,7 @@ def test_converted_model_matches_big_vision(fixture):
     root, config, io = fixture
     model = convert_clippo(root / "params.npz", config, image_size=64)
     zimg = model.encode_images(io["images"], preprocessed=True)
-    ztxt = model.encode_rendered_texts(io["texts"])
+    ztxt = model.encode_rendered_texts(io["texts"], preprocessed=True)
     assert np.abs(zimg - io["zimg"]).max() <= TOLERANCE
     assert np.abs(ztxt - io["ztxt"]).max() <= TOLERANCE
     logits = to_numpy(model.backbone.vision_encoder(io["images"]))
