@@ -55,15 +55,41 @@ def check_same_batch_size(images, texts) -> None:
         )
 
 
-def resized_pixels(images, image_size, channels: int | None = None):
+# How images are resized: "antialiased" bilinear (keras_vl's default), or
+# "big_vision": its `resize` op's default, bilinear without antialiasing,
+# with integer pixels rounded down back to their dtype, as the released
+# LiT, SigLIP and CLIPPO models saw them.
+RESIZE_MODES = ("antialiased", "big_vision")
+
+
+def check_resize_mode(resize: str) -> str:
+    """Returns `resize` if it is one of `RESIZE_MODES`, else raises."""
+    if resize not in RESIZE_MODES:
+        raise ValueError(
+            f"`resize` must be one of {RESIZE_MODES}. Received: "
+            f"resize={resize!r}"
+        )
+    return resize
+
+
+def resized_pixels(
+    images,
+    image_size,
+    channels: int | None = None,
+    resize: str = "antialiased",
+):
     """Checks raw pixels and resizes them, as float32 in `[0, 255]`.
 
     Args:
         images: `[B, H, W, C]` or one image `[H, W, C]`, uint8 or float in
             `[0, 255]`.
-        image_size: `(height, width)` to resize to (antialiased bilinear,
-            skipped when the size already matches), or None to keep it.
+        image_size: `(height, width)` to resize to (skipped when the size
+            already matches), or None to keep it.
         channels: The required number of channels, or None for any.
+        resize: One of `RESIZE_MODES`: `"antialiased"` bilinear, or
+            `"big_vision"` (bilinear without antialiasing; integer pixels
+            rounded down to integers again, as big_vision's `resize` op
+            does).
 
     Returns:
         A float32 `tf.Tensor` of the input's rank.
@@ -93,9 +119,13 @@ def resized_pixels(images, image_size, channels: int | None = None):
         raise TypeError(
             f"'images' must be numeric. Received dtype {images.dtype.name}"
         )
+    integer = images.dtype.is_integer
     images = tf.cast(images, "float32")
     if image_size is not None and tuple(images.shape[-3:-1]) != image_size:
-        images = tf.image.resize(images, image_size, antialias=True)
+        big_vision = check_resize_mode(resize) == "big_vision"
+        images = tf.image.resize(images, image_size, antialias=not big_vision)
+        if big_vision and integer:
+            images = tf.floor(tf.clip_by_value(images, 0.0, 255.0))
     return images
 
 

@@ -82,7 +82,10 @@ def convert_clippo(
     backbone = ClippoBackbone(vit, TextRenderer(image_size=image_size))
     model = Clippo(
         backbone,
-        ClippoPreprocessor(image_size, sequence_length=sequence_length),
+        # The released models saw images resized by big_vision's op.
+        ClippoPreprocessor(
+            image_size, sequence_length=sequence_length, resize="big_vision"
+        ),
         temperature_init=float(model_kwargs.get("temperature_init", 10.0)),
     )
     assign_vit(reader, vit, "params/img/")

@@ -7,6 +7,7 @@ from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
 from keras_vl.models.preprocessing import (
+    check_resize_mode,
     check_same_batch_size,
     resized_pixels,
 )
@@ -27,8 +28,8 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
     """Turns raw image-text pairs into `ClippoBackbone` inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, 3]`) are resized to
-    `image_size` (antialiased bilinear; skipped when the size already
-    matches) and mapped to `[-1, 1]` by `v / 255 * 2 - 1`. Strings are decoded
+    `image_size` (as `resize` says; skipped when the size already matches)
+    and mapped to `[-1, 1]` by `v / 255 * 2 - 1`. Strings are decoded
     from UTF-8 into code points (invalid bytes become U+FFFD), cut to
     `sequence_length` and padded with -1; the backbone renders them. Runs in
     `tf.data` pipelines and eagerly on numpy batches.
@@ -48,6 +49,10 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
             renderer's `max_chars`, which is exact for any string); a
             smaller value saves work when texts are short. Strings longer
             than this are cut.
+        resize: `"antialiased"` bilinear (default), or `"big_vision"`:
+            bilinear without antialiasing, integer pixels rounded down
+            again, as big_vision's `resize` op fed the released models
+            (their converted presets use it).
         **kwargs: Standard layer arguments.
 
     Example:
@@ -61,7 +66,11 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
     backbone_cls = ClippoBackbone
 
     def __init__(
-        self, image_size: int = 224, sequence_length: int = 768, **kwargs
+        self,
+        image_size: int = 224,
+        sequence_length: int = 768,
+        resize: str = "antialiased",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         for name, value in (
@@ -74,6 +83,7 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
                 raise ValueError(f"`{name}` must be >= 1. Received: {value}")
         self._image_size = image_size
         self.sequence_length = sequence_length
+        self.resize = check_resize_mode(resize)
 
     @property
     def image_size(self) -> int:
@@ -149,7 +159,7 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
 
     def _images(self, images):
         size = (self.image_size, self.image_size)
-        images = resized_pixels(images, size, channels=3)
+        images = resized_pixels(images, size, channels=3, resize=self.resize)
         return images * (2.0 / 255.0) - 1.0
 
     @classmethod
@@ -167,6 +177,7 @@ class ClippoPreprocessor(CheckedPresetFiles, Preprocessor):
             {
                 "image_size": self.image_size,
                 "sequence_length": self.sequence_length,
+                "resize": self.resize,
             }
         )
         return config

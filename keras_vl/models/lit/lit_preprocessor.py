@@ -10,6 +10,7 @@ from keras_hub.src.utils.tensor_utils import preprocessing_function
 
 from keras_vl.models.lit.lit_backbone import LiTBackbone
 from keras_vl.models.preprocessing import (
+    check_resize_mode,
     check_same_batch_size,
     resized_pixels,
     special_token_id,
@@ -38,15 +39,32 @@ WORDPIECE_SUFFIXES = (".txt",)
 SENTENCEPIECE_SUFFIXES = (".model", ".spm")
 # How the released models turn strings into token ids (see
 # `LiTPreprocessor.from_vocabulary`).
+# The preprocessing of the released model families. All of them resized
+# images with their code's default: bilinear without antialiasing.
 TEXT_RULES: dict[str, dict[str, Any]] = {
     # vision_transformer's BERT towers: `[CLS]` first, no `[SEP]`, cut to
     # the length and padded with id 0 (the towers mask `token_ids != 0`).
-    "bert": {"eos": "none", "add_bos": True, "pad_id": 0, "lower": True},
+    "bert": {
+        "eos": "none",
+        "add_bos": True,
+        "pad_id": 0,
+        "lower": True,
+        "resize": "big_vision",
+    },
     # vision_transformer's SentencePiece towers: EOS appended and sticky,
     # padded with EOS; the text is not lowercased.
-    "lit_sentencepiece": {"eos": "sticky", "lower": False},
+    "lit_sentencepiece": {
+        "eos": "sticky",
+        "lower": False,
+        "resize": "big_vision",
+    },
     # big_vision SigLIP: `tokenize(eos="sticky", pad_value=1)`, lowercased.
-    "siglip": {"eos": "sticky", "pad_id": 1, "lower": True},
+    "siglip": {
+        "eos": "sticky",
+        "pad_id": 1,
+        "lower": True,
+        "resize": "big_vision",
+    },
 }
 
 
@@ -113,7 +131,7 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
     """Turns raw image-text pairs into `LiTBackbone` inputs.
 
     Images (uint8, or float in `[0, 255]`, `[B, H, W, C]`) are resized to
-    `image_size` (antialiased bilinear; skipped when the size already
+    `image_size` (as `resize` says; skipped when the size already
     matches), scaled to `[0, 1]` and then mapped to `value_range` (default
     `[-1, 1]`, like big_vision) or, when `mean` and `std` are given,
     standardised as `(x - mean) / std` (ImageNet-style backbones).
@@ -173,6 +191,10 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
             to the tokenizer's `<pad>` / `[PAD]` id, else 0.
         padding_mask: Whether to also output `padding_mask` and
             `segment_ids`.
+        resize: `"antialiased"` bilinear (default), or `"big_vision"`:
+            bilinear without antialiasing, integer pixels rounded down
+            again, as the released LiT and SigLIP models were fed (their
+            converted presets use it).
         **kwargs: Standard layer arguments.
 
     Example:
@@ -216,6 +238,7 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         eos_id: int | None = None,
         pad_id: int | None = None,
         padding_mask: bool = False,
+        resize: str = "antialiased",
         **kwargs,
     ):
         kwargs.setdefault("name", "lit_preprocessor")
@@ -275,6 +298,7 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         self.eos_id = eos_id
         self.pad_id = pad_id
         self.padding_mask = bool(padding_mask)
+        self.resize = check_resize_mode(resize)
 
     @classmethod
     def from_vocabulary(
@@ -422,7 +446,7 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
         return keras.utils.pack_x_y_sample_weight(outputs, y, sample_weight)
 
     def _images(self, images):
-        images = resized_pixels(images, self.image_size)
+        images = resized_pixels(images, self.image_size, resize=self.resize)
         images = images / 255.0
         if self.mean is not None:
             return (images - tf.constant(self.mean)) / tf.constant(self.std)
@@ -555,6 +579,7 @@ class LiTPreprocessor(CheckedPresetFiles, Preprocessor):
                 "eos_id": self.eos_id,
                 "pad_id": self.pad_id,
                 "padding_mask": self.padding_mask,
+                "resize": self.resize,
             }
         )
         return config
