@@ -66,7 +66,7 @@ def test_image_size_is_inferred_from_the_checkpoint(fixture):
     model = convert_clippo(root / "params.npz", config)
     assert model.backbone.image_size == 64
     zimg = model.encode_images(io["images"], preprocessed=True)
-    ztxt = model.encode_rendered_texts(io["texts"])
+    ztxt = model.encode_rendered_texts(io["texts"], preprocessed=True)
     assert np.abs(zimg - io["zimg"]).max() <= TOLERANCE
     assert np.abs(ztxt - io["ztxt"]).max() <= TOLERANCE
 
