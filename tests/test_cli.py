@@ -169,6 +169,10 @@ USER_ERRORS = {
         lambda d: ["zero-shot", "--preset", "p", "--labels", "a,,b", "x"],
         "`--labels` has an empty label: 'a,,b'",
     ),
+    "repeated label": (
+        lambda d: ["zero-shot", "--preset", "p", "--labels", "b,a,b,a", "x"],
+        "`--labels` repeats a, b",
+    ),
     "bad top-k": (
         lambda d: (
             ["zero-shot", "--preset", "p", "--labels", "a,b"]
