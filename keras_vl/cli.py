@@ -290,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     zero_shot.add_argument(
         "--labels",
         required=True,
-        help="comma-separated labels, or @FILE with one label per line",
+        help="at least two labels: comma-separated, or @FILE with one label "
+        "per line (for labels holding commas)",
     )
     zero_shot.add_argument(
         "--template",
