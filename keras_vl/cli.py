@@ -162,9 +162,10 @@ def add_big_vision_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _import_quietly(module: str, args: argparse.Namespace):
     """Imports `module` (and with it Keras, its backend and TensorFlow)
-    with file descriptor 2 closed, unless `--verbose`: TensorFlow's C++
-    start-up logs come before it reads `TF_CPP_MIN_LOG_LEVEL`, so only
-    this hides them. Python errors still show: they propagate after."""
+    and starts the backend with file descriptor 2 on /dev/null, unless
+    `--verbose`: TensorFlow's C++ start-up logs come before it reads
+    `TF_CPP_MIN_LOG_LEVEL`, so only this hides them. Python errors still
+    show: they propagate after."""
     if args.verbose:
         return importlib.import_module(module)
     sys.stderr.flush()
@@ -172,7 +173,12 @@ def _import_quietly(module: str, args: argparse.Namespace):
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        return importlib.import_module(module)
+        loaded = importlib.import_module(module)
+        # TensorFlow (the input pipelines) logs a missing CUDA driver when
+        # it starts its runtime, on its first tensor.
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].constant(0)
+        return loaded
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
