@@ -20,12 +20,13 @@ google-research/vision_transformer; `--config` may name one, e.g.
 
 import argparse
 
+from keras_vl.cli import add_big_vision_arguments
 from keras_vl.models import convert_cli
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    convert_cli.add_big_vision_arguments(parser)
+    add_big_vision_arguments(parser)
     convert_cli.run_big_vision(parser.parse_args(argv))
 
 

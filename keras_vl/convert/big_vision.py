@@ -91,7 +91,12 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     >>> config = read_config("config.json")  # doctest: +SKIP
     """
     with open(path, encoding="utf-8") as f:
-        config = json.load(f)
+        try:
+            config = json.load(f)
+        except ValueError as error:  # Also a file that is not text.
+            raise ValueError(
+                f"Config {os.fspath(path)!r} is not a JSON file: {error}"
+            ) from error
     if not isinstance(config, dict):
         raise ValueError(
             f"Config {os.fspath(path)!r} must hold a JSON object. "

@@ -28,9 +28,19 @@ def load_npz_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         A dict from '/'-joined parameter names to numpy arrays.
 
     Raises:
+        FileNotFoundError: If there is no file at `path`.
         ValueError: If the file is not a readable npz or holds objects.
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint {path!r} does not exist.")
+    # Anything but a zip (a JSON, a .npy) would reach numpy's pickle path
+    # and be reported as pickled objects.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Checkpoint {path!r} is not a readable .npz file (a zip archive "
+            "of arrays)."
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: _recover_bfloat16(data[key]) for key in data.files}

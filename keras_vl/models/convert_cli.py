@@ -1,8 +1,9 @@
 """Command-line conversion of original checkpoints into keras_vl presets.
 
-Argument parsing and dispatch for `keras-vl convert`,
-`tools/convert_big_vision.py` and `tools/convert_transformers.py`. The
-weight mappings themselves live in each family's `*_convert.py`.
+Dispatch for `keras-vl convert`, `tools/convert_big_vision.py` and
+`tools/convert_transformers.py` (the big_vision options are defined with the
+rest of the command line in `keras_vl.cli`, which must not import models).
+The weight mappings themselves live in each family's `*_convert.py`.
 """
 
 import argparse
@@ -38,66 +39,31 @@ HUGGINGFACE_CONVERTERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def add_big_vision_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the big_vision conversion options to `parser`.
-
-    Example:
-
-    >>> parser = argparse.ArgumentParser()
-    >>> add_big_vision_arguments(parser)
-    >>> parser.parse_args(
-    ...     ["--model", "vit", "--checkpoint", "v.npz", "--output", "out"]
-    ... ).model
-    'vit'
-    """
-    parser.add_argument(
-        "--model",
-        required=True,
-        choices=sorted(BIG_VISION_CONVERTERS),
-        help="which big_vision model the checkpoint holds",
-    )
-    parser.add_argument(
-        "--checkpoint", required=True, help="flat .npz checkpoint"
-    )
-    parser.add_argument(
-        "--config",
-        default=None,
-        help="JSON with the big_vision model kwargs (optionally under "
-        "'model_kwargs', with an 'image_size'); for lit_vit_jax also the "
-        "name of a released model (default: the checkpoint's file name)",
-    )
-    parser.add_argument("--output", required=True, help="preset directory")
-    parser.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="input resolution (default: the config's, else the one the "
-        "checkpoint's learned position embedding was trained at, else 224); "
-        "another size resamples that embedding",
-    )
-    parser.add_argument(
-        "--sequence-length",
-        type=int,
-        default=None,
-        help="text length of LiT models (default: the checkpoint's)",
-    )
-
-
 def run_big_vision(args: argparse.Namespace) -> None:
     """Converts `args.checkpoint` and writes a keras_vl preset.
 
     Example:
 
+    >>> from keras_vl.cli import add_big_vision_arguments  # doctest: +SKIP
     >>> parser = argparse.ArgumentParser()  # doctest: +SKIP
     >>> add_big_vision_arguments(parser)  # doctest: +SKIP
     >>> run_big_vision(parser.parse_args(argv))  # doctest: +SKIP
     """
+    if args.model not in BIG_VISION_CONVERTERS:
+        raise ValueError(
+            f"`--model` must be one of {sorted(BIG_VISION_CONVERTERS)}, got "
+            f"{args.model!r}."
+        )
     if args.model == "lit_vit_jax" and (
         args.config is None or not os.path.exists(args.config)
     ):
         config = args.config  # A released model's name, or None.
     elif args.config is None:
         raise ValueError(f"`--config` is required for --model {args.model}.")
+    elif not os.path.isfile(args.config):
+        raise FileNotFoundError(
+            f"`--config` file {args.config!r} does not exist."
+        )
     else:
         config = read_config(args.config)
     kwargs: dict[str, Any] = {"image_size": args.image_size}

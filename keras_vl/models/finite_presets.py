@@ -103,11 +103,38 @@ class FinitePresets(CheckedPresetFiles):
         with _naming_weights_file(filepath, self):
             return super().load_weights(filepath, *args, **kwargs)
 
+    def save_task_weights(self, filepath):
+        """keras-hub's `Task.save_task_weights`, without the optimizer.
+
+        A preset holds a model, not a training run: the optimizer's state
+        (moments, step counter) of a compiled and fitted task would only
+        make every later `from_preset` warn that it cannot load it.
+        """
+        if not self.has_task_weights():
+            raise ValueError(
+                f"{type(self).__name__} has no weights outside its "
+                "backbone: `save_task_weights` has nothing to save."
+            )
+        keras.saving.save_weights(
+            self, filepath, objects_to_skip=self._not_task_weights()
+        )
+
     def load_task_weights(self, filepath):
         """keras-hub's `Task.load_task_weights`, with errors naming the
-        file as `load_weights` does."""
+        file as `load_weights` does; optimizer state that older presets
+        hold is ignored, without a warning."""
         with _naming_weights_file(filepath, self):
-            return super().load_task_weights(filepath)
+            keras.saving.load_weights(
+                self, filepath, objects_to_skip=self._not_task_weights()
+            )
+
+    def _not_task_weights(self) -> list:
+        """What task weights files leave out: the backbone (saved on its
+        own) and the optimizer."""
+        skipped = list(self.backbone._flatten_layers())
+        if self.optimizer is not None:
+            skipped.append(self.optimizer)
+        return skipped
 
 
 @contextlib.contextmanager

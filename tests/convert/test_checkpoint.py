@@ -44,3 +44,12 @@ def test_reader_reports_unused_and_missing_names():
         reader.finish()
     np.testing.assert_array_equal(reader.take("x"), np.zeros(2))
     reader.finish()
+
+
+def test_a_json_or_missing_checkpoint_is_named_for_what_it_is(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text('{"variant": "B/16"}')
+    with pytest.raises(ValueError, match="config.json.*not a readable .npz"):
+        load_npz_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="nothing.npz.*does not exist"):
+        load_npz_checkpoint(tmp_path / "nothing.npz")

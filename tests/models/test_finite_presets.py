@@ -69,3 +69,22 @@ def test_finite_weights_round_trip_silently(tmp_path, recwarn):
     ViTBackbone.from_preset(str(tmp_path))
     assert not [w for w in recwarn if "non-finite" in str(w.message)]
     assert keras.ops.all(keras.ops.isfinite(model.weights[0]))
+
+
+def test_trained_task_reloads_without_optimizer_state(tmp_path, recwarn):
+    model = tiny_clippo()
+    model.compile(learning_rate=1e-2)
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3))
+    data = {"images": pixels.astype("uint8"), "texts": list("abcd")}
+    model.fit(data, batch_size=4, epochs=1, verbose=0)
+    assert int(to_numpy(model.optimizer.iterations)) == 1
+    model.save_to_preset(str(tmp_path))
+
+    restored = Clippo.from_preset(str(tmp_path))
+    messages = [str(w.message) for w in recwarn]
+    assert not [m for m in messages if "optimizer" in m], messages
+    assert len(model.weights) == len(restored.weights)
+    for a, b in zip(model.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    # Training moved the task's own weight (the temperature) off its init.
+    assert float(to_numpy(restored.log_temperature)[0]) != np.log(10.0)
