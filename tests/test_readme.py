@@ -18,6 +18,9 @@ import shutil
 import numpy as np
 import pytest
 from conftest import REPO_ROOT, require_fixtures, serve_files
+from PIL import Image
+
+from keras_vl.data import shape_vocabulary_proto
 
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"^```(python|sh)\n(.*?)^```", README, re.M | re.S)
@@ -71,23 +74,46 @@ def session(tmp_path_factory):
         "uint8_images": rng.integers(0, 256, (4, 64, 64, 3), "uint8"),
         "captions": ["a red circle", "a blue square", "赤い丸", "un carré"],
     }
-    from keras_vl.models.clippo import clippo_presets
+    # A vocabulary for the LiT example, and a photo for the command line.
+    (work / "sentencepiece.model").write_bytes(shape_vocabulary_proto())
+    Image.fromarray(namespace["uint8_images"][0]).save(work / "photo.jpg")
 
-    tiny_config = json.loads((root / "config.json").read_text())
-    payload = (root / "params.npz").read_bytes()
+    from keras_vl.models.clippo import clippo_presets
+    from keras_vl.models.lit import lit_presets
+
+    lit_root = require_fixtures("lit")
+    files = {
+        "/clippo.npz": (root / "params.npz").read_bytes(),
+        "/siglip.npz": (lit_root / "params.npz").read_bytes(),
+        "/sentencepiece.model": shape_vocabulary_proto(),
+    }
     monkeypatch = pytest.MonkeyPatch()
-    with serve_files({"/clippo.npz": payload}) as (base, _):
+    with serve_files(files) as (base, _):
         monkeypatch.setenv("KERAS_VL_CACHE", str(work / "cache"))
+        clippo = _config(root)
         for name, entry in clippo_presets.backbone_presets.items():
-            tiny = {
-                **entry,
-                "url": base + "/clippo.npz",
-                "config": {**tiny_config, "image_size": 64},
-            }
+            tiny = {**entry, "url": base + "/clippo.npz", "config": clippo}
             monkeypatch.setitem(clippo_presets.backbone_presets, name, tiny)
+        # Every LiT / SigLIP name: the fixtures' tiny SigLIP.
+        siglip = {
+            "metadata": {"description": "A tiny SigLIP.", "path": "lit"},
+            "url": base + "/siglip.npz",
+            "files": {"vocabulary": base + "/sentencepiece.model"},
+            "source": "big_vision",
+            "config": _config(lit_root),
+            "text": {"rules": "siglip", "sequence_length": 16},
+        }
+        for name in lit_presets.backbone_presets:
+            monkeypatch.setitem(lit_presets.backbone_presets, name, siglip)
         monkeypatch.chdir(work)
         yield namespace
     monkeypatch.undo()
+
+
+def _config(root):
+    """A fixture checkpoint's big_vision config, at its 64 px."""
+    config = json.loads((root / "config.json").read_text())
+    return {"model_kwargs": config["model_kwargs"], "image_size": 64}
 
 
 @pytest.mark.parametrize(
