@@ -8,6 +8,7 @@ per backend). Golden outputs of the reference implementation live in
 """
 
 import contextlib
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -151,3 +152,25 @@ def serve_files(files: dict[str, bytes], truncate: Iterable[str] = ()):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# T5's special ids, which the released SentencePiece vocabularies use.
+T5_IDS = {"pad_id": 0, "eos_id": 1, "unk_id": 2, "bos_id": -1}
+
+
+def train_sentencepiece(
+    corpus: list[str], vocab_size: int = 40, **ids: int
+) -> bytes:
+    """A tiny SentencePiece model trained on `corpus` (repeated), as a
+    serialized proto; special ids default to T5's (`T5_IDS`)."""
+    spm = pytest.importorskip("sentencepiece")
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus * 10),
+        model_writer=proto,
+        vocab_size=vocab_size,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        **(ids or T5_IDS),
+    )
+    return proto.getvalue()

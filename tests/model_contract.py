@@ -57,6 +57,23 @@ def tiny_text_kwargs(**overrides) -> dict:
     }
 
 
+def tiny_limoe_kwargs(**overrides) -> dict:
+    """A two-block LIMoE (4 experts) on the contract's shapes."""
+    return {
+        "vocabulary_size": 16,
+        "sequence_length": 4,
+        "image_size": IMAGE_SIZE,
+        "patch_size": PATCH_SIZE,
+        "width": WIDTH,
+        "depth": 2,
+        "num_heads": 2,
+        "mlp_dim": 2 * WIDTH,
+        "out_dim": 8,
+        "num_experts": 4,
+        **overrides,
+    }
+
+
 def random_images(batch=BATCH, size=IMAGE_SIZE, seed=0) -> np.ndarray:
     """Model-ready float32 images in `[-1, 1]`, `[batch, size, size, 3]`."""
     rng = np.random.default_rng(seed)

@@ -5,6 +5,14 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from model_contract import (
+    IMAGE_SIZE as SIZE,
+)
+from model_contract import (
+    tiny_limoe_kwargs,
+    tiny_text_kwargs,
+    tiny_vit_kwargs,
+)
 from PIL import Image
 
 from keras_vl.layers import TextRenderer, TransformerEncoder
@@ -22,70 +30,46 @@ from keras_vl.models import (
 from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
 from keras_vl.models.limoe.limoe_preprocessor import LIMoEPreprocessor
 
-SIZE, LENGTH = 32, 6
+LENGTH = 6
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "red", "blue", "circle"]
 TEXTS = ["a red circle", "a blue circle", "red", "a", "blue blue"]
 
 
-def tiny_vit(**kwargs):
-    return ViTBackbone(
-        image_size=SIZE,
-        patch_size=16,
-        width=16,
-        depth=1,
-        num_heads=2,
-        mlp_dim=32,
-        **kwargs,
-    )
-
-
 def clippo():
-    vit = tiny_vit(pool_type="gap", num_classes=8, head_zeroinit=False)
+    vit = ViTBackbone(
+        **tiny_vit_kwargs(pool_type="gap", num_classes=8, head_zeroinit=False)
+    )
     backbone = ClippoBackbone(vit, TextRenderer(image_size=SIZE))
     return Clippo(backbone, ClippoPreprocessor(SIZE, 24))
 
 
+def word_preprocessor(cls):
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=VOCAB)
+    return cls(tokenizer, sequence_length=LENGTH, image_size=SIZE)
+
+
 def lit():
-    text = TextTransformer(
-        vocab_size=len(VOCAB),
-        sequence_length=LENGTH,
-        width=16,
-        depth=1,
-        num_heads=2,
-        mlp_dim=32,
-    )
     backbone = LiTBackbone(
-        tiny_vit(pool_type="gap"),
-        text,
+        ViTBackbone(**tiny_vit_kwargs(pool_type="gap")),
+        TextTransformer(
+            **tiny_text_kwargs(vocab_size=len(VOCAB), sequence_length=LENGTH)
+        ),
         image_projection_dim=8,
         text_projection_dim=8,
     )
-    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=VOCAB)
-    preprocessor = LiTPreprocessor(
-        tokenizer, sequence_length=LENGTH, image_size=SIZE
-    )
-    return LiT(backbone, preprocessor, lock="uu")
+    return LiT(backbone, word_preprocessor(LiTPreprocessor), lock="uu")
 
 
 def limoe():
     backbone = LIMoEBackbone(
-        vocabulary_size=len(VOCAB),
-        sequence_length=LENGTH,
-        image_size=SIZE,
-        patch_size=16,
-        width=16,
-        depth=2,
-        num_heads=2,
-        mlp_dim=32,
-        out_dim=8,
-        num_experts=2,
-        capacity_factor=8.0,  # No token is dropped: rows stay independent.
+        **tiny_limoe_kwargs(
+            vocabulary_size=len(VOCAB),
+            sequence_length=LENGTH,
+            num_experts=2,
+            capacity_factor=8.0,  # No token is dropped: rows independent.
+        )
     )
-    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=VOCAB)
-    preprocessor = LIMoEPreprocessor(
-        tokenizer, sequence_length=LENGTH, image_size=SIZE
-    )
-    return LIMoE(backbone, preprocessor)
+    return LIMoE(backbone, word_preprocessor(LIMoEPreprocessor))
 
 
 FAMILIES = {"clippo": clippo, "lit": lit, "limoe": limoe}

@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 from conftest import to_numpy
-from model_contract import IMAGE_SIZE, PATCH_SIZE, ContractTestCase
+from model_contract import ContractTestCase
 from model_contract import random_images as images
+from model_contract import tiny_limoe_kwargs as tiny_kwargs
 
 from keras_vl.models.limoe.limoe_backbone import (
     LIMoEBackbone,
@@ -16,22 +17,6 @@ from keras_vl.models.limoe.limoe_backbone import (
 from keras_vl.models.limoe.limoe_moe_mlp import LIMoEMoeMlp
 
 SEQUENCE_LENGTH = 4
-
-
-def tiny_kwargs(**overrides) -> dict:
-    return {
-        "vocabulary_size": 16,
-        "sequence_length": SEQUENCE_LENGTH,
-        "image_size": IMAGE_SIZE,
-        "patch_size": PATCH_SIZE,
-        "width": 16,
-        "depth": 2,
-        "num_heads": 2,
-        "mlp_dim": 32,
-        "out_dim": 8,
-        "num_experts": 4,
-        **overrides,
-    }
 
 
 def inputs(token_ids=None, seed=0) -> dict:

@@ -1,12 +1,10 @@
 """LiT: two towers, lock modes, training, cached features, presets."""
 
-import io
-
 import keras
 import keras_hub
 import numpy as np
 import pytest
-from conftest import backend, to_numpy
+from conftest import backend, to_numpy, train_sentencepiece
 from model_contract import (
     ContractTestCase,
     random_images,
@@ -37,20 +35,7 @@ BERT_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "red", "blue", "circle"]
 
 @pytest.fixture(scope="module")
 def spm_proto():
-    spm = pytest.importorskip("sentencepiece")
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CAPTIONS * 10),
-        model_writer=proto,
-        vocab_size=40,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    return proto.getvalue()
+    return train_sentencepiece(CAPTIONS)
 
 
 def sentence_piece(proto):

@@ -1,11 +1,9 @@
 """LiTPreprocessor: big_vision's EOS rules, images, tf.data, bad input."""
 
-import io
-
 import keras_hub
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import to_numpy, train_sentencepiece
 from model_contract import ContractTestCase, random_pixels
 
 from keras_vl.models import LiTPreprocessor
@@ -26,21 +24,9 @@ def ids(preprocessor, texts, key="token_ids"):
 
 @pytest.fixture(scope="module")
 def spm_proto():
-    spm = pytest.importorskip("sentencepiece")
-    corpus = ["a red circle", "a blue square", "two small green stars"] * 10
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus),
-        model_writer=proto,
-        vocab_size=30,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
+    return train_sentencepiece(
+        ["a red circle", "a blue square", "two small green stars"], 30
     )
-    return proto.getvalue()
 
 
 @pytest.fixture

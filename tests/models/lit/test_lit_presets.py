@@ -5,7 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import load_npz, require_fixtures, serve_files, to_numpy
+from conftest import (
+    load_npz,
+    require_fixtures,
+    serve_files,
+    to_numpy,
+    train_sentencepiece,
+)
 from test_lit_vision_transformer_convert import (
     IMAGE,
     bert_pair,
@@ -210,22 +216,12 @@ def test_listed_parameter_counts():
 def train_t5_like_vocabulary():
     """A tiny SentencePiece model with T5's special ids (pad 0, EOS 1)."""
     spm = pytest.importorskip("sentencepiece")
-    corpus = ["a photo of a cat", "a photo of a dog", "two cats"] * 10
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus),
-        model_writer=proto,
-        vocab_size=40,
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        hard_vocab_limit=False,
-        minloglevel=2,
+    proto = train_sentencepiece(
+        ["a photo of a cat", "a photo of a dog", "two cats"]
     )
     processor = spm.SentencePieceProcessor()
-    processor.LoadFromSerializedProto(proto.getvalue())
-    return proto.getvalue(), processor
+    processor.LoadFromSerializedProto(proto)
+    return proto, processor
 
 
 def scanned(params, encoder):

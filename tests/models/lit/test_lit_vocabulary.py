@@ -1,11 +1,9 @@
 """LiTPreprocessor from a vocabulary file: the released models' rules."""
 
-import io
-
 import keras_hub
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import to_numpy, train_sentencepiece
 
 from keras_vl.models import LiTPreprocessor
 from keras_vl.models.lit.lit_preprocessor import tokenizer_from_vocabulary
@@ -26,21 +24,12 @@ def word_vocabulary(tmp_path_factory):
     return path
 
 
-def train_sentencepiece(path, **ids):
+def train_vocabulary(path, **ids):
     spm = pytest.importorskip("sentencepiece")
-    corpus = ["a photo of a cat", "A Photo Of The Cats", "the cafe"] * 10
-    proto = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(corpus),
-        model_writer=proto,
-        vocab_size=40,
-        hard_vocab_limit=False,
-        minloglevel=2,
-        **ids,
-    )
-    path.write_bytes(proto.getvalue())
+    corpus = ["a photo of a cat", "A Photo Of The Cats", "the cafe"]
+    path.write_bytes(train_sentencepiece(corpus, **ids))
     processor = spm.SentencePieceProcessor()
-    processor.LoadFromSerializedProto(proto.getvalue())
+    processor.LoadFromSerializedProto(path.read_bytes())
     return processor
 
 
@@ -49,9 +38,7 @@ def sentencepiece_vocabulary(tmp_path_factory):
     # EOS 2 and PAD 0, so that SigLIP's padding with 1 is told apart from
     # padding with EOS (the real T5 vocabularies have EOS = 1).
     path = tmp_path_factory.mktemp("spm") / "tiny.model"
-    processor = train_sentencepiece(
-        path, pad_id=0, unk_id=3, eos_id=2, bos_id=-1
-    )
+    processor = train_vocabulary(path, pad_id=0, unk_id=3, eos_id=2, bos_id=-1)
     return path, processor
 
 
