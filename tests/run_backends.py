@@ -2,7 +2,9 @@
 
 `make test` and `make test-slow` call this. A JAX run spends most of its
 time in single-threaded XLA compilation, so the TensorFlow and PyTorch
-runs fill the other cores meanwhile instead of waiting for it. Every output
+runs fill the other cores meanwhile instead of waiting for it; the JAX
+suite, the longest, can also be split over pytest-xdist workers
+(`--workers jax=2`). Every output
 line is prefixed with its backend; a summary with each backend's status
 and wall time comes last, and the exit status is non-zero when any backend
 failed.
@@ -10,7 +12,8 @@ failed.
 Usage:
 
     python tests/run_backends.py [--backends jax tensorflow torch]
-        [--sequential] [--allow-no-tests] [-- PYTEST_ARGS...]
+        [--workers jax=2] [--sequential] [--allow-no-tests]
+        [-- PYTEST_ARGS...]
 """
 
 import argparse
@@ -40,7 +43,7 @@ def _run(backend, process, started, results, lock, allow_no_tests):
     results[backend] = (status, time.perf_counter() - started)
 
 
-def _start(backend: str, pytest_args: list[str], basetemp: Path):
+def _start(backend: str, pytest_args: list[str], basetemp: Path, workers: int):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONUNBUFFERED="1")
     command = [
         sys.executable,
@@ -51,6 +54,9 @@ def _start(backend: str, pytest_args: list[str], basetemp: Path):
         f"--basetemp={basetemp / backend}",
         *pytest_args,
     ]
+    if workers > 1:
+        # pytest-xdist; whole files per worker keep module fixtures shared.
+        command += ["-n", str(workers), "--dist", "loadfile"]
     return subprocess.Popen(
         command,
         cwd=REPO_ROOT,
@@ -60,6 +66,13 @@ def _start(backend: str, pytest_args: list[str], basetemp: Path):
         text=True,
         errors="replace",
     )
+
+
+def _workers(item: str) -> tuple[str, int]:
+    backend, _, count = item.partition("=")
+    if not count.isdigit() or int(count) < 1:
+        raise SystemExit(f"--workers wants BACKEND=N, got {item!r}")
+    return backend, int(count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,8 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a backend that selects no test passes (pytest's status 5)",
     )
+    parser.add_argument(
+        "--workers",
+        nargs="*",
+        default=[],
+        metavar="BACKEND=N",
+        help="pytest-xdist processes for a backend, e.g. jax=2 (default 1)",
+    )
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
+    workers = dict(_workers(item) for item in args.workers)
     lock = threading.Lock()
     results = {}
     with tempfile.TemporaryDirectory(prefix="keras-vl-tests-") as basetemp:
@@ -92,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
                     target=_run,
                     args=(
                         backend,
-                        _start(backend, args.pytest_args, Path(basetemp)),
+                        _start(
+                            backend,
+                            args.pytest_args,
+                            Path(basetemp),
+                            workers.get(backend, 1),
+                        ),
                         started,
                         results,
                         lock,
