@@ -74,6 +74,30 @@ def tiny_limoe_kwargs(**overrides) -> dict:
     }
 
 
+def encoder_parameters(w, depth, mlp, final_norm=True) -> int:
+    """Parameters of `depth` pre-LN blocks of width `w` (and the final
+    LayerNorm)."""
+    block = 4 * (w * w + w) + 2 * w * mlp + mlp + w + 4 * w
+    return depth * block + (2 * w if final_norm else 0)
+
+
+def dense_parameters(fan_in, units) -> int:
+    return fan_in * units + units if units else 0
+
+
+def map_vit_parameters(w, depth, mlp, patch, tokens) -> int:
+    """A MAP-pooled ViT without head: patch and position embeddings, the
+    encoder, and the MAP head (probe, attention, MLP, one LayerNorm)."""
+    head = w + 4 * (w * w + w) + 2 * w * mlp + mlp + w + 2 * w
+    return (
+        patch * patch * 3 * w
+        + w
+        + tokens * w
+        + encoder_parameters(w, depth, mlp)
+        + head
+    )
+
+
 def random_images(batch=BATCH, size=IMAGE_SIZE, seed=0) -> np.ndarray:
     """Model-ready float32 images in `[-1, 1]`, `[batch, size, size, 3]`."""
     rng = np.random.default_rng(seed)

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from conftest import load_npz, require_fixtures, serve_files, to_numpy
+from model_contract import dense_parameters, map_vit_parameters
 
 from keras_vl.models import (
     Clippo,
@@ -56,18 +57,9 @@ def test_listed_parameter_count_is_the_b16_backbone():
     # (patch embedding, position embedding, 12 blocks, encoder norm, MAP
     # head, 768-wide head) and check the formula on a tiny backbone.
     def count(width, depth, mlp, patches, out_dim):
-        block = 4 * (width * width + width) + 2 * width * mlp + mlp
-        block += width + 4 * width
-        stem = 16 * 16 * 3 * width + width + patches * width
-        map_head = width + block - 2 * width  # one LayerNorm, plus probe
-        return (
-            stem
-            + depth * block
-            + 2 * width
-            + map_head
-            + width * out_dim
-            + out_dim
-        )
+        return map_vit_parameters(
+            width, depth, mlp, 16, patches
+        ) + dense_parameters(width, out_dim)
 
     tiny = ViTBackbone(
         image_size=32,

@@ -12,6 +12,11 @@ from conftest import (
     to_numpy,
     train_sentencepiece,
 )
+from model_contract import (
+    dense_parameters,
+    encoder_parameters,
+    map_vit_parameters,
+)
 from test_lit_vision_transformer_convert import (
     IMAGE,
     bert_pair,
@@ -131,33 +136,25 @@ SIZES = {
 }
 
 
-def encoder(w, depth, mlp, final_norm=True):
-    block = 4 * (w * w + w) + 2 * w * mlp + mlp + w + 4 * w
-    return depth * block + (2 * w if final_norm else 0)
-
-
-def dense(fan_in, units):
-    return fan_in * units + units if units else 0
-
-
-def map_vit(w, depth, mlp, patch, tokens):
-    # Patch embedding, position embedding, encoder, MAP head (probe,
-    # attention, MLP, one LayerNorm); no head.
-    head = w + 4 * (w * w + w) + 2 * w * mlp + mlp + w + 2 * w
-    return (
-        patch * patch * 3 * w + w + tokens * w + encoder(w, depth, mlp) + head
-    )
-
-
 def text_transformer(w, depth, mlp, vocab, length, out_dim):
-    return vocab * w + length * w + encoder(w, depth, mlp) + dense(w, out_dim)
+    return (
+        vocab * w
+        + length * w
+        + encoder_parameters(w, depth, mlp)
+        + dense_parameters(w, out_dim)
+    )
 
 
 def bert(w, depth, mlp, vocab, positions, out_dim):
     # Embeddings (+ LayerNorm), post-norm blocks, keras-hub's pooler, head.
     embeddings = (vocab + positions + 2) * w + 2 * w
-    blocks = encoder(w, depth, mlp, final_norm=False)
-    return embeddings + blocks + dense(w, w) + dense(w, out_dim)
+    blocks = encoder_parameters(w, depth, mlp, final_norm=False)
+    return (
+        embeddings
+        + blocks
+        + dense_parameters(w, w)
+        + dense_parameters(w, out_dim)
+    )
 
 
 def test_count_formulas_match_built_backbones():
@@ -180,7 +177,7 @@ def test_count_formulas_match_built_backbones():
         pool_type="last",
         num_classes=32,
     )
-    assert LiTBackbone(vit, text).count_params() == map_vit(
+    assert LiTBackbone(vit, text).count_params() == map_vit_parameters(
         32, 2, 64, 16, 4
     ) + text_transformer(16, 1, 24, 50, 8, 32)
 
@@ -190,7 +187,9 @@ def test_listed_parameter_counts():
     for name, _, variant, size, text, width, length, vocab in SIGLIP:
         patch = int(variant.split("/")[1])
         w, depth, mlp = SIZES[variant.split("/")[0]]
-        image = map_vit(w, depth, mlp, patch, (int(size) // patch) ** 2)
+        image = map_vit_parameters(
+            w, depth, mlp, patch, (int(size) // patch) ** 2
+        )
         tw, td, tm = SIZES[text]
         texts = text_transformer(
             tw, td, tm, VOCABULARIES[vocab][1], int(length), int(width)
@@ -206,7 +205,7 @@ def test_listed_parameter_counts():
         "lit_l16ti": (311_913_089, None),
     }
     for name, (count, bert_width) in published.items():
-        pooler = dense(bert_width, bert_width) if bert_width else 0
+        pooler = dense_parameters(bert_width, bert_width) if bert_width else 0
         assert presets[name]["metadata"]["params"] == count - 1 + pooler
 
 
