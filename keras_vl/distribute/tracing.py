@@ -11,6 +11,7 @@ every backend, so the code calling them needs no backend branches.
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = ["constant_outside_trace", "is_tracing"]
@@ -94,8 +95,9 @@ def constant_outside_trace(value: Any, dtype: str | None = None) -> Any:
     if backend == "jax":
         import jax
 
+        # A host-to-device copy: `jnp.asarray` would compile a conversion.
         with jax.ensure_compile_time_eval():
-            return jax.numpy.asarray(value, dtype=dtype)
+            return jax.device_put(np.asarray(value, dtype=dtype))
     if backend == "tensorflow":
         import tensorflow as tf
 

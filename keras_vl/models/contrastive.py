@@ -393,11 +393,9 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
     # --- Inference ---------------------------------------------------------
     # Written once for every task. A family says how raw pixels become
     # model-ready images (`_preprocess_pixels`, `_model_ready_range`), how
-    # texts become model-ready inputs (`_model_texts`) and which backbone
-    # method embeds them (`_text_embedding`); the backbone's `embed_images`
-    # embeds images.
-
-    _text_embedding = "embed_texts"
+    # texts become model-ready inputs (`_model_texts`) and how a batch of
+    # them is embedded (`_embed_text_batch`: by default the backbone's
+    # `embed_texts`); the backbone's `embed_images` embeds images.
 
     def encode_images(
         self, images, preprocessed: bool = False, batch_size: int = 64
@@ -435,7 +433,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         ```
         """
         return self._encode_in_batches(
-            self.backbone.embed_images,
+            self._embed_image_batch,
             self._model_images(images, preprocessed),
             batch_size,
         )
@@ -459,9 +457,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         ```
         """
         return self._encode_in_batches(
-            getattr(self.backbone, self._text_embedding),
-            self._model_texts(texts),
-            batch_size,
+            self._embed_text_batch, self._model_texts(texts), batch_size
         )
 
     def similarity(
@@ -513,7 +509,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         return logits.astype("float32")
 
     def _model_texts(self, texts):
-        """Texts -> the model-ready inputs of `_text_embedding` (a numpy
+        """Texts -> the model-ready inputs of `_embed_text_batch` (a numpy
         array or a dict of them)."""
         raise NotImplementedError(
             f"{type(self).__name__} must implement `_model_texts`."
@@ -592,16 +588,14 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             )
         return images
 
-    def _encode_in_batches(self, embed, inputs, batch_size: int):
-        """`embed` over numpy `inputs` (an array or a dict of arrays),
+    def _encode_in_batches(self, embed_batch, inputs, batch_size: int):
+        """`embed_batch` over numpy `inputs` (an array or a dict of arrays),
         `batch_size` rows at a time -> numpy float32.
 
-        Every batch runs through one compiled function (a functional model
-        over `embed` sharing this model's layers, so it always sees the
-        current weights). Its rows are padded (repeating the last) to the
-        next power of two, capped at `batch_size`: any number of rows is
-        traced and compiled at most once per power of two, instead of once
-        per batch size (and op by op, when run eagerly).
+        Each batch's rows are padded (repeating the last) to the next power
+        of two, capped at `batch_size`, so any number of rows is traced and
+        compiled at most once per power of two, instead of once per batch
+        size (and op by op, when run eagerly).
         """
         if not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise ValueError(
@@ -610,7 +604,6 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         batch_size = int(batch_size)
         arrays = inputs if isinstance(inputs, dict) else {None: inputs}
         size = len(next(iter(arrays.values())))
-        encoder = self._compiled_encoder(embed, arrays)
         outputs = []
         for start in range(0, size, batch_size):
             rows = min(batch_size, size - start)
@@ -619,11 +612,23 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             batch = keras.tree.map_structure(
                 functools.partial(_padded_rows, rows_slice, padding), inputs
             )
-            embeddings = encoder.predict_on_batch(batch)
+            embeddings = embed_batch(batch)
             outputs.append(np.asarray(embeddings[:rows], "float32"))
         return np.concatenate(outputs, axis=0)
 
-    def _compiled_encoder(self, embed, arrays) -> keras.Model:
+    def _embed_image_batch(self, images: np.ndarray) -> np.ndarray:
+        """Model-ready numpy images -> embeddings, compiled."""
+        return self._compiled_encoder(self.backbone.embed_images, images)
+
+    def _embed_text_batch(self, texts) -> np.ndarray:
+        """Model-ready numpy texts -> embeddings, compiled."""
+        return self._compiled_encoder(self.backbone.embed_texts, texts)
+
+    def _compiled_encoder(self, embed, batch) -> np.ndarray:
+        """`embed(batch)` through one compiled function per input signature:
+        a functional model over `embed` sharing this model's layers, so it
+        always sees the current weights."""
+        arrays = batch if isinstance(batch, dict) else {None: batch}
         signature = tuple(
             (name, x.shape[1:], x.dtype.name) for name, x in arrays.items()
         )
@@ -635,7 +640,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             }
             inputs = symbols if None not in symbols else symbols[None]
             self._helper_models[key] = keras.Model(inputs, embed(inputs))
-        return self._helper_models[key]
+        return self._helper_models[key].predict_on_batch(batch)
 
 
 def _bucket_size(rows: int, batch_size: int) -> int:

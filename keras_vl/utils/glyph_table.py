@@ -362,10 +362,14 @@ class GlyphTable:
         glyph column with a single gather.
         """
         if "column_words" not in self._cache:
-            weights = (1 << np.arange(GLYPH_SIZE, dtype=np.int32))[None, :]
-            bits = self.bitmaps.astype(np.int32)  # [G+1, row, col]
-            words = np.einsum("grc,xr->gc", bits, weights)
-            self._cache["column_words"] = _readonly(words.astype(np.int32))
+            # Bit 15 - c of row word r -> bit r of column word c, 16 rows
+            # at a time on the packed words (no [G, 16, 16] bool array).
+            shifts = np.arange(GLYPH_SIZE - 1, -1, -1, dtype=np.int32)
+            rows = self._rows.astype(np.int32)
+            words = np.zeros((len(rows), GLYPH_SIZE), np.int32)
+            for r in range(GLYPH_SIZE):
+                words |= ((rows[:, r, None] >> shifts) & 1) << r
+            self._cache["column_words"] = _readonly(words)
         return self._cache["column_words"]
 
     def glyph_index(self, codepoints: Iterable[int] | np.ndarray) -> np.ndarray:
@@ -412,12 +416,14 @@ class GlyphTable:
     def _ink_columns(self) -> None:
         if "first_ink" in self._cache:
             return
-        ink = self.bitmaps.any(axis=1)  # [G+1, col]
-        has_ink = ink.any(axis=1)
-        first = np.where(has_ink, ink.argmax(axis=1), 0)
-        last = np.where(
-            has_ink, GLYPH_SIZE - 1 - ink[:, ::-1].argmax(axis=1), 0
-        )
+        # OR of a glyph's row words: bit 15 - c set where column c has ink.
+        ink = np.bitwise_or.reduce(self._rows, axis=1).astype(np.int32)
+        has_ink = ink > 0
+        safe = np.where(has_ink, ink, 1)
+        highest_bit = np.floor(np.log2(safe)).astype(np.int32)
+        lowest_bit = np.floor(np.log2(safe & -safe)).astype(np.int32)
+        first = np.where(has_ink, GLYPH_SIZE - 1 - highest_bit, 0)
+        last = np.where(has_ink, GLYPH_SIZE - 1 - lowest_bit, 0)
         self._cache["first_ink"] = _readonly(first.astype(np.int32))
         self._cache["last_ink"] = _readonly(last.astype(np.int32))
 

@@ -7,7 +7,10 @@ rendered as images; trained with the contrastive loss alone.
 import keras
 import numpy as np
 
-from keras_vl.models.clippo.clippo_backbone import ClippoBackbone
+from keras_vl.models.clippo.clippo_backbone import (
+    ClippoBackbone,
+    pixels_to_unit_range,
+)
 from keras_vl.models.clippo.clippo_preprocessor import ClippoPreprocessor
 from keras_vl.models.contrastive import ContrastiveModel
 from keras_vl.models.preprocessing import text_batch
@@ -85,8 +88,15 @@ class Clippo(ContrastiveModel):
         return model
 
     # `encode_images`, `encode_texts` and `similarity` come from
-    # `ContrastiveModel`; texts are embedded from their code points.
-    _text_embedding = "embed_codepoints"
+    # `ContrastiveModel`. Texts are rendered by the renderer's own compiled
+    # program, which every CLIPPO with the same renderer settings shares,
+    # then embedded by the same compiled program as images.
+
+    def _embed_text_batch(self, codepoints: np.ndarray) -> np.ndarray:
+        rendered = self.backbone.text_renderer(codepoints)
+        return self._embed_image_batch(
+            pixels_to_unit_range(keras.ops.convert_to_numpy(rendered))
+        )
 
     def encode_rendered_texts(
         self, images, preprocessed: bool = False, batch_size: int = 64

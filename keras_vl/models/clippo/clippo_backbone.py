@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 from keras import ops
 from keras_hub.models import Backbone
 from keras_hub.src.utils.preset_utils import check_file_exists, get_file
@@ -17,8 +18,13 @@ from keras_vl.utils.converted_presets import (
 )
 
 
-def _pixels_to_unit_range(images):
-    """uint8-range values `v` -> `v / 255 * 2 - 1` (big_vision value_range)."""
+def pixels_to_unit_range(images):
+    """uint8-range values `v` -> `v / 255 * 2 - 1` (big_vision value_range).
+
+    numpy arrays stay numpy: no backend op (and no compilation) on the host.
+    """
+    if isinstance(images, np.ndarray):
+        return images.astype("float32") * np.float32(2.0 / 255.0) - 1.0
     return ops.cast(images, "float32") * (2.0 / 255.0) - 1.0
 
 
@@ -129,7 +135,7 @@ class ClippoBackbone(FinitePresets, Backbone):
 
     def render(self, codepoints):
         """Code points `[B, L]` -> model-ready text images in `[-1, 1]`."""
-        return _pixels_to_unit_range(self.text_renderer(codepoints))
+        return pixels_to_unit_range(self.text_renderer(codepoints))
 
     def _images_or_rendered(self, images, image_texts):
         has_text = ops.any(ops.greater_equal(image_texts, 0), axis=1)
