@@ -13,6 +13,7 @@ imported from their modules rather than exported here.
 from keras_vl.distribute.compiler import materialize_gradient
 from keras_vl.distribute.replica import (
     all_gather,
+    batch_for_replicas,
     local_batch_offset,
     num_replicas_in_sync,
     replica_id,
@@ -23,6 +24,7 @@ __all__ = [
     "all_finite",
     "all_gather",
     "apply_if",
+    "batch_for_replicas",
     "local_batch_offset",
     "materialize_gradient",
     "num_replicas_in_sync",

@@ -77,6 +77,37 @@ def num_replicas_in_sync() -> int:
     return int(context.num_replicas_in_sync)
 
 
+def batch_for_replicas(model: keras.Model, batch: Any) -> Any:
+    """`batch` with its boolean tensors as int32 when `model` trains under
+    a `tf.distribute` strategy with several replicas; unchanged otherwise.
+
+    Keras' TensorFlow trainer builds such a model from its first
+    distributed batch averaged over the replicas, which fails on booleans
+    (a padding mask, a positives matrix). The integers are exact, and a
+    functional model casts them back to the boolean inputs it declares.
+
+    Args:
+        model: The model being trained.
+        batch: A nested structure of tensors (e.g. `(x, y, sample_weight)`
+            from a task's `preprocess_samples`).
+
+    Returns:
+        The same structure.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return batch
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None or strategy.num_replicas_in_sync <= 1:
+        return batch
+
+    def as_int(x):
+        if getattr(x, "dtype", None) is not None and x.dtype == "bool":
+            return ops.cast(x, "int32")
+        return x
+
+    return keras.tree.map_structure(as_int, batch)
+
+
 def replica_id() -> Any:
     """Index of the current replica among `num_replicas_in_sync()` replicas.
 

@@ -92,9 +92,7 @@ class ContrastiveTraining(SkipsNonFiniteSteps):
         `keras_vl.losses`: a `[batch, batch]` boolean matrix marking which
         texts (columns) describe which images (rows), for batches that
         hold several pairs of one kind; numbers work too (nonzero is
-        true), and are needed under `tf.distribute`, whose Keras trainer
-        cannot reduce a boolean batch across replicas. Without `y`, each
-        image's only positive is its own text.
+        true). Without `y`, each image's only positive is its own text.
         """
         image_embeddings = y_pred["image_embeddings"]
         text_embeddings = y_pred["text_embeddings"]
@@ -351,6 +349,10 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             validation_data=validation_data,
             **kwargs,
         )
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        samples = super().preprocess_samples(x, y, sample_weight)
+        return distribute.batch_for_replicas(self, samples)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         """`keras.Model.evaluate`, checking in-memory inputs first (as

@@ -12,11 +12,18 @@ absolute), with and without a positives matrix as `fit`'s targets (whose
 rows each replica receives, while its text-to-image side needs columns)
 
 - under JAX `keras.distribution.DataParallel` on 4 host devices, and
-- under TensorFlow `MirroredStrategy` on 2 logical CPUs,
+- under TensorFlow `MirroredStrategy` on 2 logical CPUs, for CLIPPO, LiT
+  and LIMoE,
 
-as on one device with the whole batch. Each scenario runs in a subprocess
-(the device layout must be fixed before the framework initialises) that
-imports this file and calls a `_report_*` function; the single-device
+as on one device with the whole batch. Under `MirroredStrategy` the test
+also walks the graph of the step `fit` traced and fails on any op a TPU
+could not compile: a host callback (`tf.numpy_function`, `tf.py_function`)
+or a string tensor (strings are decoded and tokenised in the input
+pipeline; CLIPPO renders code points inside the model).
+
+Each scenario runs in a subprocess (the device layout must be fixed
+before the framework initialises) that imports this file and calls a
+`_report_*` function; the single-device
 reference is computed in the same subprocess first, from the same initial
 weights. A batch with a NaN in one replica's rows is skipped by all
 replicas (no weight changes, `skipped_steps` 1).
@@ -29,12 +36,20 @@ import keras
 import numpy as np
 import pytest
 from conftest import backend, run_report
+from model_contract import tiny_limoe_kwargs, tiny_text_kwargs, tiny_vit_kwargs
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models import (
     Clippo,
     ClippoBackbone,
     ClippoPreprocessor,
+    LIMoE,
+    LIMoEBackbone,
+    LIMoEPreprocessor,
+    LiT,
+    LiTBackbone,
+    LiTPreprocessor,
+    TextTransformer,
     ViTBackbone,
 )
 
@@ -43,6 +58,10 @@ GLOBAL_BATCH = 8
 LOSSES = ("softmax", "sigmoid")
 LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-5
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "cat", "red", "car", "x"]
+TEXT_LENGTH = 6
+# Ops a TPU cannot run inside a compiled step: callbacks into Python.
+HOST_ONLY_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 
 
 def _tiny_clippo(loss):
@@ -60,6 +79,52 @@ def _tiny_clippo(loss):
     backbone = ClippoBackbone(vit, TextRenderer(image_size=32))
     preprocessor = ClippoPreprocessor(32, sequence_length=8)
     return Clippo(backbone, preprocessor, loss=loss)
+
+
+def _word_preprocessor(cls):
+    """Strings are tokenised in the input pipeline, as a TPU needs."""
+    import keras_hub
+
+    tokenizer = keras_hub.tokenizers.WordPieceTokenizer(vocabulary=VOCAB)
+    return cls(tokenizer, sequence_length=TEXT_LENGTH, image_size=32)
+
+
+def _tiny_lit(loss):
+    backbone = LiTBackbone(
+        ViTBackbone(**tiny_vit_kwargs(pool_type="map")),
+        TextTransformer(
+            **tiny_text_kwargs(
+                vocab_size=len(VOCAB), sequence_length=TEXT_LENGTH
+            )
+        ),
+        image_projection_dim=8,
+        text_projection_dim=8,
+    )
+    return LiT(backbone, _word_preprocessor(LiTPreprocessor), loss=loss)
+
+
+def _tiny_limoe(loss):
+    # No router noise (replicas would draw other noise than one device)
+    # and room for every token: a token dropped or kept by an expert's
+    # capacity then depends on nothing outside its own example. The
+    # routing losses are off: under tf.distribute each replica's are
+    # not yet those of the whole batch.
+    backbone = LIMoEBackbone(
+        **tiny_limoe_kwargs(
+            vocabulary_size=len(VOCAB),
+            sequence_length=TEXT_LENGTH,
+            capacity_factor=8.0,
+            moe_kwargs={
+                "noise_std": 0.0,
+                "importance_loss_weight": 0.0,
+                "load_loss_weight": 0.0,
+            },
+        )
+    )
+    return LIMoE(backbone, _word_preprocessor(LIMoEPreprocessor), loss=loss)
+
+
+FAMILIES = {"clippo": _tiny_clippo, "lit": _tiny_lit, "limoe": _tiny_limoe}
 
 
 def _data():
@@ -87,11 +152,11 @@ def _positives():
     return positives
 
 
-def _initial_weights(loss):
+def _initial_weights(loss, family="clippo"):
     """Random initial weights, the same in every process; `t` and `b` move
     off their constant initialisers so every weight is generic."""
     keras.utils.set_random_seed(1)
-    model = _tiny_clippo(loss)
+    model = FAMILIES[family](loss)
     model.log_temperature.assign([np.log(12.0)])
     if model.logit_bias is not None:
         model.logit_bias.assign([-4.0])
@@ -102,17 +167,18 @@ def _initial_weights(loss):
     return model.get_weights(), names
 
 
-def _fit_one_step(loss, weights, positives=None):
+def _fit_one_step(loss, weights, positives=None, family="clippo"):
     """One SGD step on the whole global batch through `fit`; returns the
-    logs `fit` reports (loss, accuracies) and the updated weights."""
-    model = _tiny_clippo(loss)
+    logs `fit` reports (loss, accuracies), the updated weights and the
+    model."""
+    model = FAMILIES[family](loss)
     model.set_weights(weights)
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
     history = model.fit(
         _data(), positives, batch_size=GLOBAL_BATCH, shuffle=False, verbose=0
     )
     logs = {k: float(v[0]) for k, v in history.history.items()}
-    return logs, model.get_weights()
+    return logs, model.get_weights(), model
 
 
 def _nan_step(loss, weights):
@@ -137,8 +203,26 @@ def _nan_step(loss, weights):
     }
 
 
+# LIMoE's routing statistics (non-trainable, for the logs): under
+# tf.distribute, the mean of each replica's own.
+ROUTING_STATISTICS = (
+    "utilization",
+    "dropped",
+    "auxiliary_loss",
+    "entropy_loss",
+)
+
+
 def _compare(names, initial, single, distributed):
-    (single_logs, single_weights), (logs, weights) = single, distributed
+    (single_logs, single_weights, _), (logs, weights, _) = single, distributed
+    kept = [
+        i
+        for i, name in enumerate(names)
+        if name.rsplit("/", 1)[-1] not in ROUTING_STATISTICS
+    ]
+    names, initial = [names[i] for i in kept], [initial[i] for i in kept]
+    single_weights = [single_weights[i] for i in kept]
+    weights = [weights[i] for i in kept]
     return {
         "single_logs": single_logs,
         "distributed_logs": logs,
@@ -193,6 +277,67 @@ def _report_tf_mirrored(loss):
     return report
 
 
+# LiT with SigLIP's loss; CLIPPO's sigmoid step is covered above.
+FAMILY_LOSSES = {"clippo": "softmax", "lit": "sigmoid", "limoe": "softmax"}
+
+
+def _report_tf_mirrored_families(_):
+    """Every family under `MirroredStrategy`, and the ops of its traced
+    step; see the TF test."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    report = {"devices": strategy.num_replicas_in_sync}
+    for family, loss in FAMILY_LOSSES.items():
+        initial, names = _initial_weights(loss, family)
+        single = _fit_one_step(loss, initial, family=family)
+        with strategy.scope():
+            distributed = _fit_one_step(loss, initial, family=family)
+        report[family] = _compare(names, initial, single, distributed)
+        report[family]["step_ops"] = _step_op_report(distributed[2])
+    return report
+
+
+def _step_op_report(model):
+    """The op types in the graph of the step `fit` traced (nested functions
+    included), the host-only ones among them, and the ops that touch a
+    string tensor."""
+    import tensorflow as tf
+
+    # `fit` calls a tf.function that runs the step on every replica; its
+    # traced graphs are the step a TPUStrategy would compile.
+    traced = [
+        cell.cell_contents
+        for cell in model.train_function.__closure__
+        if isinstance(
+            cell.cell_contents, tf.types.experimental.PolymorphicFunction
+        )
+    ]
+    nodes = []
+    for function in traced:
+        for concrete in function._list_all_concrete_functions():
+            graph = concrete.graph.as_graph_def()
+            nodes += list(graph.node)
+            for library_function in graph.library.function:
+                nodes += list(library_function.node_def)
+    string = tf.string.as_datatype_enum
+    return {
+        "num_ops": len(nodes),
+        "types": sorted({node.op for node in nodes}),
+        "host_only": sorted({n.op for n in nodes} & HOST_ONLY_OPS),
+        "string_ops": sorted(
+            {node.op for node in nodes if _touches_dtype(node, string)}
+        ),
+    }
+
+
+def _touches_dtype(node, dtype_enum) -> bool:
+    for value in node.attr.values():
+        if value.type == dtype_enum or dtype_enum in value.list.type:
+            return True
+    return False
+
+
 _SUBPROCESS_SCRIPT = """
 import json, os, sys
 sys.path[:0] = [{tests!r}, {repo!r}]
@@ -240,15 +385,11 @@ def _check(report, loss):
 
 def _check_case(report, loss):
     single, distributed = report["single_logs"], report["distributed_logs"]
-    assert (
-        set(distributed)
-        == set(single)
-        == {
-            "loss",
-            "i2t_accuracy",
-            "t2i_accuracy",
-            "skipped_steps",
-        }
+    # LIMoE adds routing statistics; those of the batch as a whole (e.g.
+    # experts in use) are averages of the replicas' own under tf.distribute.
+    assert set(distributed) == set(single), report
+    assert {"loss", "i2t_accuracy", "t2i_accuracy", "skipped_steps"} <= set(
+        single
     ), report
     np.testing.assert_allclose(
         distributed["loss"], single["loss"], rtol=LOSS_RTOL, err_msg=loss
@@ -268,6 +409,26 @@ def _check_case(report, loss):
     diffs = report["weight_diffs"]
     worst = max(diffs, key=diffs.get)
     assert diffs[worst] <= WEIGHT_ATOL, (worst, diffs)
+
+
+@pytest.mark.skipif(
+    backend() != "tensorflow", reason="tf.distribute runs on TensorFlow only"
+)
+def test_tf_mirrored_strategy_trains_every_family_with_a_tpu_ready_step():
+    report = _run_report(
+        "_report_tf_mirrored_families", None, {"KERAS_BACKEND": "tensorflow"}
+    )
+    assert report["devices"] == 2, report
+    for family, loss in FAMILY_LOSSES.items():
+        _check_case(report[family], f"{loss}, {family}")
+        ops = report[family]["step_ops"]
+        # The walk sees the whole step: forward, gradients, update and the
+        # cross-replica gathers of the global-batch loss.
+        assert ops["num_ops"] > 500, ops
+        for op in ("MatMul", "CollectiveGatherV2", "AssignSubVariableOp"):
+            assert op in ops["types"], (family, op)
+        assert ops["host_only"] == [], (family, ops["host_only"])
+        assert ops["string_ops"] == [], (family, ops["string_ops"])
 
 
 @pytest.mark.skipif(backend() != "jax", reason="run once, on the JAX backend")

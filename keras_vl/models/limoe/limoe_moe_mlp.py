@@ -158,11 +158,14 @@ class LIMoEMoeMlp(SparseMoeMlp):
             "entropy_loss": (),
         }
         for name, shape in stats.items():
+            # "mean": under tf.distribute the replicas' values are averaged
+            # (each replica would otherwise keep only its own).
             variable = self.add_weight(
                 name=name,
                 shape=shape,
                 initializer="zeros",
                 trainable=False,
+                aggregation="mean",
             )
             setattr(self, f"{name}_stat", variable)
 
