@@ -68,19 +68,17 @@ TRANSFORMER_RULES = {**ATTENTION_RULES, **MLP_RULES, **EXPERT_RULES}
 # PaLI's mT5: bias-free q/k/v `[D, H*d]` by columns, output `[H*d, D]` by
 # rows; gated MLP likewise; the token embedding `[V, D]` and the output
 # projection `[D, V]` by vocabulary.
+_MT5_BLOCK = r"(.*/)?(en|de)coder/block_\d+/"
 MT5_RULES = {
-    r"(en|de)coder/block_\d+/(self|cross)_attention/(query|key|value)/kernel": (
+    _MT5_BLOCK + r"(self|cross)_attention/(query|key|value)/kernel": (
         None,
         MODEL,
     ),
-    r"(en|de)coder/block_\d+/(self|cross)_attention/output/kernel": (
-        MODEL,
-        None,
-    ),
-    r"(en|de)coder/block_\d+/mlp_(gate|linear)/kernel": (None, MODEL),
-    r"(en|de)coder/block_\d+/mlp_output/kernel": (MODEL, None),
-    r"token_embedding/embeddings": (MODEL, None),
-    r"lm_head/kernel": (None, MODEL),
+    _MT5_BLOCK + r"(self|cross)_attention/output/kernel": (MODEL, None),
+    _MT5_BLOCK + r"mlp_(gate|linear)/kernel": (None, MODEL),
+    _MT5_BLOCK + r"mlp_output/kernel": (MODEL, None),
+    r"(.*/)?token_embedding/embeddings": (MODEL, None),
+    r"(.*/)?lm_head/kernel": (None, MODEL),
 }
 
 
