@@ -123,6 +123,13 @@ def pali_inputs(rows=1, token=1, **overrides):
     }
 
 
+def mesh(*axis_names):
+    """A 1 x 2 device mesh description (layout maps need no devices)."""
+    return keras.distribution.DeviceMesh(
+        (1, 2), list(axis_names), ["cpu:0", "cpu:1"]
+    )
+
+
 def embeddings(rows=2, dim=4):
     rng = np.random.default_rng(0)
     z = rng.normal(size=(rows, dim)).astype("float32")
@@ -392,6 +399,32 @@ CASES = [
         ),
         ValueError,
         "max_encoder_length",
+    ),
+    (
+        "layout_map_of_a_shape",
+        lambda m: models.LIMoEBackbone.get_layout_map((4, 2)),
+        TypeError,
+        "device_mesh",
+    ),
+    (
+        "layout_map_unknown_model_axis",
+        lambda m: models.PaLIBackbone.get_layout_map(mesh("batch", "tensor")),
+        ValueError,
+        "model_parallel_dim_name",
+    ),
+    (
+        "layout_map_unknown_data_axis",
+        lambda m: models.ViTBackbone.get_layout_map(mesh("data", "model")),
+        ValueError,
+        "data_parallel_dim_name",
+    ),
+    (
+        "layout_map_one_axis_for_both",
+        lambda m: models.ClippoBackbone.get_layout_map(
+            mesh("batch", "model"), data_parallel_dim_name="model"
+        ),
+        ValueError,
+        "data_parallel_dim_name",
     ),
     # --- tasks ---
     (

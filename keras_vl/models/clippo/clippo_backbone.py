@@ -10,6 +10,7 @@ from keras_hub.src.utils.preset_utils import check_file_exists, get_file
 
 from keras_vl.layers.text_renderer import TextRenderer
 from keras_vl.models.finite_presets import FinitePresets, saving_preset
+from keras_vl.models.parallel_layouts import ParallelLayouts
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 from keras_vl.ops import l2_normalize
 from keras_vl.utils.converted_presets import (
@@ -33,7 +34,7 @@ GLYPH_TABLE_ASSET = "assets/text_renderer/glyph_table.npz"
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ClippoBackbone(FinitePresets, Backbone):
+class ClippoBackbone(FinitePresets, ParallelLayouts, Backbone):
     """CLIPPO's one-tower model (big_vision `proj/clippo/one_tower.py`).
 
     A single ViT with a MAP head and an `out_dim` linear head embeds both
@@ -71,6 +72,9 @@ class ClippoBackbone(FinitePresets, Backbone):
     )
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): its ViT's.
+    layout_rules = ViTBackbone.layout_rules
 
     def __init__(
         self,

@@ -10,6 +10,7 @@ from keras_vl.layers.position_embedding import PositionEmbedding
 from keras_vl.layers.transformer_encoder import TransformerEncoder
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.limoe.limoe_moe_mlp import IMAGE, TEXT, LIMoEMoeMlp
+from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
 from keras_vl.ops import l2_normalize, pair
 
 IMAGE_POOL_TYPES = ("map", "gap")
@@ -67,7 +68,7 @@ def moe_layer_indices(moe_layers, depth: int) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LIMoEBackbone(FinitePresets, Backbone):
+class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
     """LIMoE's shared transformer (Mustafa et al., NeurIPS 2022).
 
     Images are cut into patches (`PatchEmbedding`) and texts embedded
@@ -164,6 +165,10 @@ class LIMoEBackbone(FinitePresets, Backbone):
     })  # {"image_embeddings": (2, 768), "text_embeddings": (2, 768)}
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): heads,
+    # MLP units and the sparse MLPs' experts split over the model axis.
+    layout_rules = TRANSFORMER_RULES
 
     def __init__(
         self,

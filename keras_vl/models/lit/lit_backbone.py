@@ -5,6 +5,7 @@ from keras import ops
 from keras_hub.models import Backbone
 
 from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
 from keras_vl.ops import l2_normalize
 from keras_vl.utils.converted_presets import (
     converted_preset_dir,
@@ -190,7 +191,7 @@ def _input_spec(encoder):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LiTBackbone(FinitePresets, Backbone):
+class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
     """LiT's two towers: an image model and a text model, each with an
     optional linear projection, embedding into one L2-normalised space.
 
@@ -258,6 +259,10 @@ class LiTBackbone(FinitePresets, Backbone):
     out["image_embeddings"]  # (B, 512), unit norm
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): those of
+    # keras_vl's towers (ViT, TextTransformer); other towers are replicated.
+    layout_rules = TRANSFORMER_RULES
 
     def __init__(
         self,

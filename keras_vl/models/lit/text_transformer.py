@@ -11,12 +11,13 @@ from keras_vl.layers.transformer_encoder import (
     encoder_size,
 )
 from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
 
 TEXT_POOL_TYPES = ("last", "first", "mean", "max", "map")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class TextTransformer(FinitePresets, Backbone):
+class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
     """Transformer text encoder of LiT / SigLIP (big_vision semantics).
 
     Token embedding (not scaled) plus a learned position embedding, the
@@ -54,6 +55,10 @@ class TextTransformer(FinitePresets, Backbone):
     features = text_tower(np.ones((2, 16), "int32"))  # (2, 384)
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): the
+    # ViT's blocks.
+    layout_rules = TRANSFORMER_RULES
 
     def __init__(
         self,

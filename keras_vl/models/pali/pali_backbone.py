@@ -10,6 +10,7 @@ from keras_vl.models.pali.pali_language_model import (
     PaLILanguageModel,
     seq2seq_inputs,
 )
+from keras_vl.models.parallel_layouts import ParallelLayouts
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 
@@ -136,7 +137,7 @@ class PaLIEncoderInputs(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLIBackbone(FinitePresets, Backbone):
+class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
     """PaLI: a ViT's tokens, projected to the language width, in front of
     the embedded prompt; an mT5 encoder reads them and an mT5 decoder
     attends to the result.
@@ -177,6 +178,13 @@ class PaLIBackbone(FinitePresets, Backbone):
     })
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): the
+    # ViT's and the language model's.
+    layout_rules = {
+        **ViTBackbone.layout_rules,
+        **PaLILanguageModel.layout_rules,
+    }
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
 
 from keras_vl.layers import RMSNorm
 from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.parallel_layouts import MT5_RULES, ParallelLayouts
 
 # Added to the scores of masked positions (in float32).
 MASK_VALUE = -1e9
@@ -552,7 +553,7 @@ class MT5Stack(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLILanguageModel(FinitePresets, Backbone):
+class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
     """mT5's encoder-decoder, the language half of PaLI.
 
     As a model it maps token ids to the encoder's and decoder's last hidden
@@ -595,6 +596,10 @@ class PaLILanguageModel(FinitePresets, Backbone):
     logits = language.lm_head(outputs["decoder_sequence_output"])
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): heads,
+    # MLP units and the vocabulary split over the model axis.
+    layout_rules = MT5_RULES
 
     def __init__(
         self,

@@ -12,13 +12,14 @@ from keras_vl.layers.transformer_encoder import (
     encoder_size,
 )
 from keras_vl.models.finite_presets import FinitePresets
+from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
 from keras_vl.ops import pair
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ViTBackbone(FinitePresets, Backbone):
+class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
     """Vision Transformer, faithful to big_vision's `models/vit.py`.
 
     Images `[B, H, W, C]` are cut into patches by a strided convolution, a
@@ -76,6 +77,10 @@ class ViTBackbone(FinitePresets, Backbone):
     restored = keras_vl.models.ViTBackbone.from_preset("./tiny_vit")
     ```
     """
+
+    # Weight layouts of `get_layout_map` (see `parallel_layouts`): heads,
+    # MLP units and, with sparse MLPs, experts split over the model axis.
+    layout_rules = TRANSFORMER_RULES
 
     def __init__(
         self,
