@@ -94,6 +94,20 @@ class ContrastiveTraining(SkipsNonFiniteSteps):
         hold several pairs of one kind; numbers work too (nonzero is
         true). Without `y`, each image's only positive is its own text.
         """
+        # The compiled loss (if any) and `self.losses` (auxiliary losses),
+        # aggregated (and scaled for tf.distribute) by Keras itself; read
+        # before any cross-replica gather, at which MirroredStrategy may
+        # switch to another replica's thread, whose forward pass replaces
+        # the layers' `losses` with its own.
+        extra = None
+        if self._compile_loss is not None or self.losses:
+            extra = super().compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=training,
+            )
         image_embeddings = y_pred["image_embeddings"]
         text_embeddings = y_pred["text_embeddings"]
         positives = None if y is None else _positives_from_targets(y)
@@ -126,17 +140,8 @@ class ContrastiveTraining(SkipsNonFiniteSteps):
         )
         self.image_to_text_accuracy.update_state(i2t)
         self.text_to_image_accuracy.update_state(t2i)
-        # The compiled loss (if any) and `self.losses` (auxiliary losses),
-        # aggregated (and scaled for tf.distribute) by Keras itself.
-        if self._compile_loss is None and not self.losses:
+        if extra is None:
             return loss
-        extra = super().compute_loss(
-            x=x,
-            y=y,
-            y_pred=y_pred,
-            sample_weight=sample_weight,
-            training=training,
-        )
         return loss + ops.cast(extra, loss.dtype)
 
 

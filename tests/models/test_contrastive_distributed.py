@@ -107,8 +107,8 @@ def _tiny_limoe(loss):
     # No router noise (replicas would draw other noise than one device)
     # and room for every token: a token dropped or kept by an expert's
     # capacity then depends on nothing outside its own example. The
-    # routing losses are off: under tf.distribute each replica's are
-    # not yet those of the whole batch.
+    # routing losses (weighted up to matter) are means over routing
+    # groups, each replica's share of the batch's.
     backbone = LIMoEBackbone(
         **tiny_limoe_kwargs(
             vocabulary_size=len(VOCAB),
@@ -116,8 +116,8 @@ def _tiny_limoe(loss):
             capacity_factor=8.0,
             moe_kwargs={
                 "noise_std": 0.0,
-                "importance_loss_weight": 0.0,
-                "load_loss_weight": 0.0,
+                "importance_loss_weight": 0.5,
+                "load_loss_weight": 0.5,
             },
         )
     )

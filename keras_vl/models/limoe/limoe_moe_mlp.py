@@ -158,15 +158,21 @@ class LIMoEMoeMlp(SparseMoeMlp):
             "entropy_loss": (),
         }
         for name, shape in stats.items():
-            # "mean": under tf.distribute the replicas' values are averaged
-            # (each replica would otherwise keep only its own).
-            variable = self.add_weight(
-                name=name,
-                shape=shape,
-                initializer="zeros",
-                trainable=False,
-                aggregation="mean",
-            )
+            # Under tf.distribute each replica writes its own copy and a
+            # read averages them. A mirrored variable would synchronise
+            # every write, mid-forward-pass, where MirroredStrategy lets
+            # another replica's thread run and replace the layers' shared
+            # `losses` with its own.
+            with keras.name_scope(self.name, caller=self):
+                variable = keras.Variable(
+                    initializer="zeros",
+                    shape=shape,
+                    dtype=self.variable_dtype,
+                    trainable=False,
+                    aggregation="mean",
+                    synchronization="on_read",
+                    name=name,
+                )
             setattr(self, f"{name}_stat", variable)
 
     def call(self, inputs, side_input=None, training=None):

@@ -271,6 +271,10 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
             dtype=dtype,
             **kwargs,
         )
+        # keras-hub's Backbone tracks only its functional graph on torch;
+        # the language model's `lm_head` is not in it (see
+        # `PaLILanguageModel`).
+        self._tracker.track(language)
 
         # After the model's own `trainable`, which reaches every layer.
         if freeze_vision:

@@ -692,6 +692,10 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
             dtype=dtype,
             **kwargs,
         )
+        # keras-hub's Backbone tracks only its functional graph on torch,
+        # and the head is not in it: without this its weights would be
+        # missing from `weights` and presets there.
+        self._tracker.track(self.lm_head)
 
         # === Config ===
         self.vocabulary_size = vocabulary_size
