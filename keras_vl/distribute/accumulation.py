@@ -10,6 +10,8 @@ backends is kept here:
 * `value_and_grad`: the gradient of a scalar function with respect to a
   list of tensors (`jax.value_and_grad`, `tf.GradientTape`,
   `torch.autograd.grad`).
+* `add_gradients`: the sum of two gradients, either of which may be None
+  or, on TensorFlow, the `IndexedSlices` of an embedding lookup.
 * `no_gradient`: a block whose operations record nothing for autograd
   (PyTorch records by default; JAX and TensorFlow only under a transform
   or a tape).
@@ -30,6 +32,7 @@ from typing import Any
 import keras
 
 __all__ = [
+    "add_gradients",
     "no_gradient",
     "random_state",
     "restore_random_state",
@@ -89,6 +92,40 @@ def value_and_grad(
         grads = torch.autograd.grad(value, values, allow_unused=True)
         return (value.detach(), aux), list(grads)
     raise NotImplementedError(f"No gradients on the {backend} backend.")
+
+
+def add_gradients(a: Any, b: Any) -> Any:
+    """`a + b` for gradients of one variable; None counts as zero.
+
+    TensorFlow's gradient of a gather (an embedding lookup) is an
+    `IndexedSlices`, which has no `+`: two are joined, still sparse.
+
+    Example:
+
+    ```python
+    total = add_gradients(total, grad)  # total may start as None.
+    ```
+    """
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        sparse = (
+            isinstance(a, tf.IndexedSlices),
+            isinstance(b, tf.IndexedSlices),
+        )
+        if all(sparse):
+            return tf.IndexedSlices(
+                tf.concat([a.values, b.values], 0),
+                tf.concat([a.indices, b.indices], 0),
+                a.dense_shape,
+            )
+        if any(sparse):
+            return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+    return a + b
 
 
 def no_gradient() -> contextlib.AbstractContextManager:

@@ -159,7 +159,8 @@ class AccumulatesContrastiveGradients:
             accumulation.restore_random_state(random_start)
             _, micro_grads = accumulation.value_and_grad(replayed, trainable)
             grads = [
-                _add(a, b) for a, b in zip(grads, micro_grads, strict=True)
+                accumulation.add_gradients(a, b)
+                for a, b in zip(grads, micro_grads, strict=True)
             ]
         accumulation.restore_random_state(random_after)
 
@@ -274,11 +275,3 @@ def _interleave(micro_batches: list):
         return ops.reshape(stacked, (-1, *tuple(parts[0].shape[1:])))
 
     return keras.tree.map_structure(merge, *micro_batches)
-
-
-def _add(a, b):
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a + b
