@@ -15,8 +15,10 @@ after the other (`_micro_batched_forward`), trained by Keras' own step
 through all of them at once. Equality then shows that the recompute pass
 replays the randomness its cached embeddings saw.
 
-CI runs LiT (sigmoid, 4 micro-batches) and the LIMoE replay (softmax);
-the CLIPPO cases and LIMoE's auxiliary losses are marked slow.
+CI runs the LIMoE replay (sigmoid loss, so `t` and `b`), the one case
+that needs every part of the method; the CLIPPO and LiT cases and LIMoE's
+averaged auxiliary losses compile two or three steps each and are marked
+slow.
 """
 
 import contextlib
@@ -219,10 +221,11 @@ def test_clippo_accumulation_equals_large_batch(clippo, steps):
     _assert_same_step(reference, accumulated, initial, model)
 
 
+@pytest.mark.slow  # 2 compiled steps, one of 4 micro-batches.
 def test_lit_accumulation_with_positives_equals_large_batch():
     """LiT (locked image tower), with a positives matrix as targets whose
     extra pairs cross the micro-batches."""
-    model = _lit("sigmoid")
+    model = _lit("softmax")
     initial = _initial_weights(model)
     positives = np.eye(BATCH, dtype="int32")
     positives[[0, 1, 5, 6], [3, 2, 0, 1]] = 1
@@ -243,7 +246,7 @@ def test_limoe_averages_auxiliary_losses():
     """LIMoE's auxiliary losses (means over routing groups of one example
     each) averaged over the micro-batches: the whole batch's loss and
     gradient. The routing metrics describe the last micro-batch."""
-    model = _limoe("sigmoid")
+    model = _limoe("softmax")
     initial = _initial_weights(model)
     reference = _one_step(model, initial, "limoe", 1)
     accumulated = _one_step(model, initial, "limoe", 2)
@@ -256,7 +259,7 @@ def test_limoe_averages_auxiliary_losses():
 def test_limoe_replays_router_noise_and_dropout():
     """Router noise and dropout on: the same step as the large batch whose
     forward pass embeds the same micro-batches, with the same draws."""
-    model = _limoe("softmax", randomness=True)
+    model = _limoe("sigmoid", randomness=True)
     initial = _initial_weights(model)
     with _micro_batched_forward(model, 2):
         reference = _one_step(model, initial, "limoe", 1)
