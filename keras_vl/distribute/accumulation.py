@@ -241,8 +241,13 @@ def _stateless_train_step(model, gradients_fn, metrics_fn, state, data):
 
 def _stateful_train_step(model, gradients_fn, metrics_fn, data):
     variables = model.trainable_variables
-    trainable = [v.value for v in variables]
-    old = [v.value for v in model.non_trainable_variables]
+    # Tensors rather than TensorFlow variables: a value the step leaves
+    # alone then comes back as the same object, and is not assigned.
+    trainable = [keras.ops.convert_to_tensor(v.value) for v in variables]
+    old = [
+        keras.ops.convert_to_tensor(v.value)
+        for v in model.non_trainable_variables
+    ]
     grads, new, report = gradients_fn(
         trainable, old, model.optimizer.scale_loss, data
     )

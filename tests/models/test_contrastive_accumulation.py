@@ -44,7 +44,7 @@ from keras_vl.models import (
 
 BATCH, SIZE, LENGTH, VOCAB = 8, 32, 8, 16
 LOSS_RTOL = 1e-5
-WEIGHT_ATOL = 1e-5
+WEIGHT_TOL = 1e-5  # Relative, and absolute near 0.
 # Distinct captions, longer ones cut at the 8 code points kept.
 CAPTIONS = [f"caption {i}" + "!" * i for i in range(BATCH)]
 
@@ -130,7 +130,7 @@ def _one_step(model, weights, family, steps, positives=None):
         model.non_trainable_variables, state, strict=True
     ):
         variable.assign(value)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1))
     keras.utils.set_random_seed(2)  # PyTorch's unseeded dropout.
     history = model.fit(
         _data(family),
@@ -168,7 +168,7 @@ def _assert_same_step(reference, accumulated, initial, model, logged=None):
     for weight, a, b in zip(model.weights, weights, acc_weights, strict=True):
         if id(weight) in trainable:
             np.testing.assert_allclose(
-                b, a, rtol=0, atol=WEIGHT_ATOL, err_msg=weight.path
+                b, a, rtol=WEIGHT_TOL, atol=WEIGHT_TOL, err_msg=weight.path
             )
 
 
