@@ -18,6 +18,11 @@ from keras_vl.losses import (
     sigmoid_contrastive_loss,
     softmax_contrastive_loss,
 )
+from keras_vl.models.contrastive_accumulation import (
+    AccumulatesContrastiveGradients,
+    check_accumulation_steps,
+    check_batches_divide,
+)
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.preprocessing import check_same_rows, check_token_ids
 from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
@@ -25,7 +30,7 @@ from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
 LOSS_TYPES = ("softmax", "sigmoid")
 
 
-class ContrastiveTraining(SkipsNonFiniteSteps):
+class ContrastiveTraining(SkipsNonFiniteSteps, AccumulatesContrastiveGradients):
     """Contrastive training for a Keras model with embedding outputs.
 
     Mixed into `ContrastiveModel` (and LiT's cached-feature model): the
@@ -108,24 +113,10 @@ class ContrastiveTraining(SkipsNonFiniteSteps):
                 sample_weight=sample_weight,
                 training=training,
             )
+        loss = self._contrastive_loss(y, y_pred)
         image_embeddings = y_pred["image_embeddings"]
         text_embeddings = y_pred["text_embeddings"]
         positives = None if y is None else _positives_from_targets(y)
-        if self.loss_type == "softmax":
-            loss = softmax_contrastive_loss(
-                image_embeddings,
-                text_embeddings,
-                self.logit_scale,
-                positives=positives,
-            )
-        else:
-            loss = sigmoid_contrastive_loss(
-                image_embeddings,
-                text_embeddings,
-                self.logit_scale,
-                self.logit_bias,
-                positives=positives,
-            )
         # In-batch accuracies over the global batch, as on one device: under
         # tf.distribute every replica gathers all rows (identity elsewhere).
         all_images, all_texts = distribute.all_gather(
@@ -143,6 +134,25 @@ class ContrastiveTraining(SkipsNonFiniteSteps):
         if extra is None:
             return loss
         return loss + ops.cast(extra, loss.dtype)
+
+    def _contrastive_loss(self, y, y_pred):
+        """The softmax or sigmoid loss of embeddings `y_pred` (a dict),
+        with `fit`'s targets `y` as positives."""
+        positives = None if y is None else _positives_from_targets(y)
+        if self.loss_type == "softmax":
+            return softmax_contrastive_loss(
+                y_pred["image_embeddings"],
+                y_pred["text_embeddings"],
+                self.logit_scale,
+                positives=positives,
+            )
+        return sigmoid_contrastive_loss(
+            y_pred["image_embeddings"],
+            y_pred["text_embeddings"],
+            self.logit_scale,
+            self.logit_bias,
+            positives=positives,
+        )
 
 
 def _positives_from_targets(y):
@@ -292,9 +302,11 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         shuffle=True,
         validation_split=None,
         validation_data=None,
+        accumulation_steps: int = 1,
         **kwargs,
     ):
-        """`keras.Model.fit`, with in-memory data reshuffled every epoch.
+        """`keras.Model.fit`, with in-memory data reshuffled every epoch,
+        and batches larger than memory.
 
         keras-hub's `Task.fit` batches arrays in their given order and
         ignores `shuffle`. A contrastive batch takes its negatives from its
@@ -319,21 +331,39 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         dataset of your own: a restarted `fit` draws a new order for the
         epochs it has left, not the one the first run would have drawn.
 
+        With `accumulation_steps=k`, each batch is split into `k`
+        micro-batches that the towers process one at a time, so a batch
+        `k` times larger than fits in memory trains as one step: the same
+        loss, gradient and update as the whole batch at once (to float
+        rounding), every pair a negative of every other, the temperature
+        and bias counted once, and dropout and router noise replayed
+        between the two passes over each micro-batch. Each step costs one
+        more forward pass of the towers. Keras' own
+        `compile(gradient_accumulation_steps=k)` would instead give each
+        micro-batch only its own `B / k` pairs as negatives: a smaller
+        batch's loss, not this one. See `AccumulatesContrastiveGradients`
+        for the method and for how losses added by layers (LIMoE's) are
+        averaged. `k` must divide every batch's number of pairs.
+
         Example:
 
         ```python
         model.compile()
         model.fit({"images": images, "texts": captions}, batch_size=64,
                   epochs=3)  # each epoch draws new batches
+        # The same steps, 16 pairs in memory at a time.
+        model.fit({"images": images, "texts": captions}, batch_size=64,
+                  accumulation_steps=4)
         ```
         """
+        steps = check_accumulation_steps(accumulation_steps)
         self._check_inputs(x)
         if shuffle is True and y is None and _in_memory(x):
             if validation_split and validation_data is None:
                 x, held_out = _split_last(x, validation_split)
                 validation_data = (held_out,)
             batch_size = batch_size or 32
-            _check_pairs_per_batch(x, batch_size)
+            _check_pairs_per_batch(x, batch_size, steps)
             x = _batches((x, None, None), batch_size, shuffle=True)
             if _in_memory(validation_data):
                 validation_data = _batches(
@@ -343,17 +373,18 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             sample_weight = batch_size = validation_split = None
             shuffle = False  # Done; Keras would warn that it ignores it.
         elif _in_memory(x):
-            _check_pairs_per_batch(x, batch_size or 32)
-        return super().fit(
-            x,
-            y,
-            batch_size=batch_size,
-            sample_weight=sample_weight,
-            shuffle=shuffle,
-            validation_split=validation_split,
-            validation_data=validation_data,
-            **kwargs,
-        )
+            _check_pairs_per_batch(x, batch_size or 32, steps)
+        with self._accumulating(steps):
+            return super().fit(
+                x,
+                y,
+                batch_size=batch_size,
+                sample_weight=sample_weight,
+                shuffle=shuffle,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                **kwargs,
+            )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         samples = super().preprocess_samples(x, y, sample_weight)
@@ -739,11 +770,14 @@ def _in_memory(data) -> bool:
     )
 
 
-def _check_pairs_per_batch(x, batch_size: int) -> None:
+def _check_pairs_per_batch(x, batch_size: int, steps: int = 1) -> None:
     """A contrastive batch takes its negatives from its other rows: one
     pair alone has a loss of 0 and an accuracy of 1, and learns nothing.
-    Raises if every batch would be one pair; warns if only the last is."""
+    Raises if every batch would be one pair; warns if only the last is.
+    With `steps` micro-batches, each batch must split into equal ones."""
     rows = len(keras.tree.flatten(_as_columns(x))[0])
+    if steps > 1:
+        check_batches_divide(rows, batch_size, steps)
     if rows == 1 or batch_size == 1:
         raise ValueError(
             "A contrastive batch needs at least 2 image-text pairs (the "
