@@ -181,6 +181,9 @@ def _reports(processes: list[subprocess.Popen]) -> list[dict]:
     return reports
 
 
+# Three fresh processes each import the stack and compile the step: a few
+# minutes on a busy 2-core machine, far over the CI budget per test.
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["softmax"])
 def test_two_processes_report_the_single_process_losses(loss):
     port = _free_port()
