@@ -201,7 +201,7 @@ class TransformerEncoder(keras.layers.Layer):
             attention_mask: Optional boolean mask, `True` = may attend.
             training: Whether dropout (and noisy routing) is active.
         """
-        call = _plain_call
+        call = keras.Layer.__call__
         if self.remat:
             call = rematerialized_call
             # The recomputation may run outside this call (torch runs it in
@@ -236,7 +236,3 @@ class TransformerEncoder(keras.layers.Layer):
             }
         )
         return config
-
-
-def _plain_call(layer, *args, **kwargs):
-    return layer(*args, **kwargs)
