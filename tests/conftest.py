@@ -176,7 +176,7 @@ def train_sentencepiece(
     return proto.getvalue()
 
 
-class _ScalarProbe(keras.Model):
+class ScalarProbe(keras.Model):
     """`model`'s outputs, all of them, reduced to one score per example by
     fixed random weights, so that every output reaches the loss."""
 
@@ -194,7 +194,8 @@ class _ScalarProbe(keras.Model):
         return sum(
             keras.ops.sum(
                 keras.ops.reshape(
-                    keras.ops.cast(o, "float32") * w,
+                    keras.ops.cast(o, "float32")
+                    * keras.ops.convert_to_tensor(w),
                     (keras.ops.shape(o)[0], -1),
                 ),
                 axis=1,
@@ -213,7 +214,7 @@ def sgd_step(model, inputs) -> dict:
     `state` (every non-trainable variable after the step: seeds, counters,
     statistics).
     """
-    probe = _ScalarProbe(model, model(inputs))
+    probe = ScalarProbe(model, model(inputs))
     saved = [to_numpy(v) for v in model.variables]
     probe.compile(
         optimizer=keras.optimizers.SGD(learning_rate=1.0),
@@ -233,3 +234,10 @@ def sgd_step(model, inputs) -> dict:
     for variable, value in zip(model.variables, saved, strict=True):
         variable.assign(value)
     return result
+
+
+def assert_close_gradients(actual, expected, tolerance=1e-6):
+    """Gradients equal up to float32 rounding: within `tolerance` times the
+    variable's largest gradient (at least 1)."""
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, atol=tolerance * scale)

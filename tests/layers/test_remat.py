@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import sgd_step, to_numpy
+from conftest import assert_close_gradients, sgd_step, to_numpy
 
 from keras_vl.layers import (
     SparseMoeMlp,
@@ -50,11 +50,10 @@ def test_remat_keeps_gradients_loss_and_state(encoder_model):
     # The seeds of both blocks' dropout, the dense MLP's dropout and the
     # router's noise.
     assert len(plain["state"]) == 4
-    assert len(encoder.losses) == 2  # importance and load, added once
     np.testing.assert_allclose(remat["loss"], plain["loss"], rtol=1e-6)
     assert all(np.abs(g).max() > 1e-3 for g in plain["gradients"][-2:])
     for a, b in zip(remat["gradients"], plain["gradients"], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert_close_gradients(a, b)
     for a, b in zip(remat["state"], plain["state"], strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -63,9 +62,13 @@ def test_remat_keeps_outputs(encoder_model):
     _, encoder = encoder_model
     x = tokens(1)
     plain = to_numpy(encoder(x))
+    encoder(x, training=True)
+    assert len(encoder.losses) == 1  # the router's auxiliary loss
     encoder.remat = True
     try:
         remat = to_numpy(encoder(x))
+        encoder(x, training=True)
+        assert len(encoder.losses) == 1  # added once, not per recompute
     finally:
         encoder.remat = False
     np.testing.assert_allclose(remat, plain, atol=1e-6)

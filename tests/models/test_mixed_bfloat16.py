@@ -93,6 +93,8 @@ def pali(dtype):
 
 
 def compile_model(model):
+    # Fed model-ready batches.
+    model.preprocessor = None
     if isinstance(model, PaLI):
         model.compile(optimizer=keras.optimizers.Adam(1e-3), sampler="greedy")
     else:

@@ -3,7 +3,7 @@ trips; composites set it on their parts."""
 
 import numpy as np
 import pytest
-from conftest import sgd_step
+from conftest import assert_close_gradients, sgd_step
 from model_contract import random_images, tiny_limoe_kwargs, tiny_vit_kwargs
 from pali.pali_fixtures import tiny_backbone, tiny_inputs
 
@@ -28,7 +28,7 @@ def assert_same_step(model, inputs, run=None):
     np.testing.assert_allclose(remat["loss"], plain["loss"], rtol=1e-6)
     assert max(np.abs(g).max() for g in plain["gradients"]) > 1e-3
     for a, b in zip(remat["gradients"], plain["gradients"], strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert_close_gradients(a, b)
     for a, b in zip(remat["state"], plain["state"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     return plain
