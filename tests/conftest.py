@@ -222,6 +222,8 @@ def sgd_step(model, inputs) -> dict:
     )
     batch = len(keras.tree.flatten(inputs)[0])
     before = [to_numpy(v) for v in model.trainable_variables]
+    # Unseeded dropout draws from the backend's global generator (torch).
+    keras.utils.set_random_seed(0)
     loss = probe.train_on_batch(inputs, np.zeros((batch,), "float32"))
     result = {
         "loss": float(loss),
@@ -236,7 +238,7 @@ def sgd_step(model, inputs) -> dict:
     return result
 
 
-def assert_close_gradients(actual, expected, tolerance=1e-6):
+def assert_close_gradients(actual, expected, tolerance=5e-6):
     """Gradients equal up to float32 rounding: within `tolerance` times the
     variable's largest gradient (at least 1)."""
     scale = max(1.0, float(np.abs(expected).max()))

@@ -53,13 +53,16 @@ def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     with AutocastScope(None):
         values = [ops.convert_to_tensor(v.value) for v in variables]
     leaves = keras.tree.flatten((args, kwargs))
-    # Only floating tensors go through the rematerialised function's
-    # arguments (they need gradients); the rest is read from the closure.
+    # Floating tensors and trainable weights are the rematerialised
+    # function's arguments (they need gradients). The rest comes from the
+    # closure, and the state is copied now: the recomputation must not see
+    # what the call leaves behind (TensorFlow reads its variables again,
+    # torch would find them changed in place).
     leaf_is_input = [_is_float_tensor(x) for x in leaves]
-    value_is_input = [_is_float_tensor(x) for x in values]
-    # Seed states are read now, once: the recomputation must not see the
-    # state the call left behind (TensorFlow would read its variables
-    # again).
+    value_is_input = [
+        v.trainable and _is_float_tensor(x)
+        for v, x in zip(variables, values, strict=True)
+    ]
     values = [
         x if is_input else ops.copy(x)
         for x, is_input in zip(values, value_is_input, strict=True)
