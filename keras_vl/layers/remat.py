@@ -22,9 +22,10 @@ def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     random seeds are read before the call (dropout and routing noise draw
     the same numbers twice), and what the call changes (seed states,
     statistics held in variables) or reports through `add_loss` comes out
-    as outputs and is applied to the layer afterwards, once. Integer and
-    boolean tensors (masks, ids) and Python values are passed through as
-    they are.
+    as outputs and is applied to the layer afterwards, once. (Keras' torch
+    dropout without a seed draws from torch's global generator, whose state
+    torch's checkpoint restores for the recomputation.) Integer and boolean
+    tensors (masks, ids) and Python values are passed through as they are.
 
     Args:
         layer: A built layer.

@@ -7,6 +7,14 @@ class Rematerializable:
     A class lists its stacks (layers with a bool `remat` attribute, such as
     `TransformerEncoder`) in `remat_stacks`. Setting `remat` after the
     model is built takes effect at the next (re)compiled call.
+
+    Example:
+
+    ```python
+    vit = keras_vl.models.ViTBackbone.from_variant("B/16", remat=True)
+    vit.remat  # True
+    vit.remat = False  # before compiling the train step
+    ```
     """
 
     @property
