@@ -33,8 +33,10 @@ from keras_vl.models import (
     ViTBackbone,
 )
 
-# bfloat16 keeps 8 bits of mantissa: relative errors of ~0.4% per rounding.
-LOSS_RTOL = 2e-2
+# bfloat16 keeps 8 bits of mantissa (~0.4% per rounding), and the
+# contrastive logits multiply bfloat16 embeddings by a scale of 10: CLIPPO's
+# first loss differs by 2.5% on torch.
+LOSS_RTOL = 3e-2
 
 
 def pooled_vit(dtype):
