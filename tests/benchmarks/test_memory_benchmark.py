@@ -6,9 +6,13 @@ import runpy
 import sys
 
 import keras
+import pytest
 from conftest import REPO_ROOT
 
 
+# Two compiled ViT steps, and on torch and TensorFlow a fresh process per
+# row: 30-60 s a backend.
+@pytest.mark.slow
 def test_quick_memory_benchmark(tmp_path, monkeypatch, capsys):
     output = tmp_path / "memory.json"
     monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
