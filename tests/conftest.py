@@ -174,3 +174,72 @@ def train_sentencepiece(
         **(ids or T5_IDS),
     )
     return proto.getvalue()
+
+
+class ScalarProbe(keras.Model):
+    """`model`'s outputs, all of them, reduced to one score per example by
+    fixed random weights, so that every output reaches the loss."""
+
+    def __init__(self, model, outputs):
+        super().__init__()
+        self.model = model
+        rng = np.random.default_rng(0)
+        self.weights_of = [
+            rng.normal(size=tuple(o.shape[1:])).astype("float32")
+            for o in keras.tree.flatten(outputs)
+        ]
+
+    def call(self, inputs, training=False):
+        outputs = keras.tree.flatten(self.model(inputs, training=training))
+        return sum(
+            keras.ops.sum(
+                keras.ops.reshape(
+                    keras.ops.cast(o, "float32")
+                    * keras.ops.convert_to_tensor(w),
+                    (keras.ops.shape(o)[0], -1),
+                ),
+                axis=1,
+            )
+            for o, w in zip(outputs, self.weights_of, strict=True)
+        )
+
+
+def sgd_step(model, inputs) -> dict:
+    """One `train_on_batch` of `model` on `inputs` (loss: the mean of a
+    fixed random projection of every output, plus `model.losses`) with
+    SGD at learning rate 1, then every variable put back as it was.
+
+    Returns a dict: `loss`, `gradients` (one array per trainable variable,
+    `before - after`, which plain SGD at rate 1 makes the gradient), and
+    `state` (every non-trainable variable after the step: seeds, counters,
+    statistics).
+    """
+    probe = ScalarProbe(model, model(inputs))
+    saved = [to_numpy(v) for v in model.variables]
+    probe.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=1.0),
+        loss=lambda y_true, y_pred: keras.ops.mean(y_pred),
+    )
+    batch = len(keras.tree.flatten(inputs)[0])
+    before = [to_numpy(v) for v in model.trainable_variables]
+    # Unseeded dropout draws from the backend's global generator (torch).
+    keras.utils.set_random_seed(0)
+    loss = probe.train_on_batch(inputs, np.zeros((batch,), "float32"))
+    result = {
+        "loss": float(loss),
+        "gradients": [
+            b - to_numpy(v)
+            for b, v in zip(before, model.trainable_variables, strict=True)
+        ],
+        "state": [to_numpy(v) for v in model.non_trainable_variables],
+    }
+    for variable, value in zip(model.variables, saved, strict=True):
+        variable.assign(value)
+    return result
+
+
+def assert_close_gradients(actual, expected, tolerance=5e-6):
+    """Gradients equal up to float32 rounding: within `tolerance` times the
+    variable's largest gradient (at least 1)."""
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, atol=tolerance * scale)

@@ -228,6 +228,18 @@ CASES = [
         "dropout_rate",
     ),
     (
+        "transformer_encoder_remat_string",
+        lambda m: layers.TransformerEncoder(1, 2, 8, remat="yes"),
+        TypeError,
+        "remat",
+    ),
+    (
+        "vit_remat_none",
+        lambda m: models.ViTBackbone(**tiny_vit_kwargs(), remat=None),
+        TypeError,
+        "remat",
+    ),
+    (
         "map_head_heads_zero",
         lambda m: layers.MAPHead(0, 8),
         ValueError,

@@ -8,6 +8,7 @@ from keras_vl.layers.position_embedding import (
     PositionEmbedding,
     resample_position_embedding,
 )
+from keras_vl.layers.remat import rematerialized_call
 from keras_vl.layers.rms_norm import RMSNorm
 from keras_vl.layers.sparse_moe_mlp import SparseMoeMlp
 from keras_vl.layers.text_renderer import TextRenderer, render_text
@@ -31,6 +32,7 @@ __all__ = [
     "TransformerEncoder",
     "TransformerEncoderBlock",
     "encoder_size",
+    "rematerialized_call",
     "render_text",
     "resample_position_embedding",
 ]

@@ -279,6 +279,8 @@ class MoeRouter(keras.layers.Layer):
             name="kernel",
             shape=(input_shape[-1], self.num_experts),
             initializer=self.kernel_initializer,
+            # Routing is float32: the kernel is not rounded to bfloat16.
+            autocast=False,
         )
 
     def call(self, inputs, token_mask=None, noise=None, training=None):

@@ -34,8 +34,12 @@ class RMSNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def build(self, input_shape):
+        # Read in float32 even inside a mixed-precision call.
         self.scale = self.add_weight(
-            name="scale", shape=(input_shape[-1],), initializer="ones"
+            name="scale",
+            shape=(input_shape[-1],),
+            initializer="ones",
+            autocast=False,
         )
 
     def call(self, inputs):

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import keras
 
+from keras_vl.layers.remat import rematerialized_call
 from keras_vl.layers.transformer_encoder_block import TransformerEncoderBlock
 
 # (width, depth, mlp_dim, num_heads) of big_vision's named sizes, shared by
@@ -82,6 +83,10 @@ class TransformerEncoder(keras.layers.Layer):
         attention_dropout_rate: float. Dropout on the attention weights.
         layer_norm_epsilon: float. Epsilon of every LayerNorm (1e-6 as in
             big_vision).
+        remat: bool. Rematerialise each block: its activations are not
+            kept for the backward pass but recomputed there (see
+            `rematerialized_call`), trading one more forward pass of the
+            blocks for memory. Outputs and gradients do not change.
         **kwargs: Standard layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -97,6 +102,11 @@ class TransformerEncoder(keras.layers.Layer):
         depth=4, num_heads=4, mlp_dim=256,
         mlp_factory=lambda i: keras_vl.layers.MlpBlock(1024) if i % 2 else None,
     )
+
+    # Less memory in training: blocks are recomputed in the backward pass.
+    deep = keras_vl.layers.TransformerEncoder(
+        depth=24, num_heads=4, mlp_dim=256, remat=True
+    )
     ```
     """
 
@@ -111,9 +121,14 @@ class TransformerEncoder(keras.layers.Layer):
         dropout_rate: float = 0.0,
         attention_dropout_rate: float = 0.0,
         layer_norm_epsilon: float = 1e-6,
+        remat: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(remat, bool):
+            raise TypeError(
+                f"`remat` must be a bool. Received: remat={remat!r}"
+            )
         if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
             raise ValueError(
                 f"`depth` must be an int >= 0. Received: depth={depth!r}"
@@ -137,6 +152,7 @@ class TransformerEncoder(keras.layers.Layer):
         self.dropout_rate = float(dropout_rate)
         self.attention_dropout_rate = float(attention_dropout_rate)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.remat = remat
         self.blocks = [
             TransformerEncoderBlock(
                 self.num_heads,
@@ -185,8 +201,15 @@ class TransformerEncoder(keras.layers.Layer):
             attention_mask: Optional boolean mask, `True` = may attend.
             training: Whether dropout (and noisy routing) is active.
         """
+        call = keras.Layer.__call__
+        if self.remat:
+            call = rematerialized_call
+            # The recomputation may run outside this call (torch runs it in
+            # the backward pass): the flag must be explicit.
+            training = bool(training)
         for block in self.blocks:
-            tokens = block(
+            tokens = call(
+                block,
                 tokens,
                 side_input=side_input,
                 attention_mask=attention_mask,
@@ -208,6 +231,7 @@ class TransformerEncoder(keras.layers.Layer):
                 "dropout_rate": self.dropout_rate,
                 "attention_dropout_rate": self.attention_dropout_rate,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "remat": self.remat,
                 "mlp_factory": custom if any(custom) else None,
             }
         )

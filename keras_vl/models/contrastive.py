@@ -228,11 +228,14 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
         # === Variables ===
+        # float32 under any policy, and never read as bfloat16 (autocast):
+        # exp(t) scales every logit.
         self.log_temperature = self.add_weight(
             name="t",
             shape=(1,),
             initializer=keras.initializers.Constant(math.log(temperature_init)),
             dtype="float32",
+            autocast=False,
         )
         self.logit_bias = (
             self.add_weight(
@@ -240,6 +243,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
                 shape=(1,),
                 initializer=keras.initializers.Constant(bias_init),
                 dtype="float32",
+                autocast=False,
             )
             if loss == "sigmoid"
             else None

@@ -11,6 +11,7 @@ from keras_vl.layers.transformer_encoder import TransformerEncoder
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.limoe.limoe_moe_mlp import IMAGE, TEXT, LIMoEMoeMlp
 from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
+from keras_vl.models.rematerializable import Rematerializable
 from keras_vl.ops import l2_normalize, pair
 
 IMAGE_POOL_TYPES = ("map", "gap")
@@ -68,7 +69,7 @@ def moe_layer_indices(moe_layers, depth: int) -> list[int]:
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
+class LIMoEBackbone(Rematerializable, FinitePresets, ParallelLayouts, Backbone):
     """LIMoE's shared transformer (Mustafa et al., NeurIPS 2022).
 
     Images are cut into patches (`PatchEmbedding`) and texts embedded
@@ -147,6 +148,10 @@ class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
         text_pool: `"last"`, `"first"` or `"gap"`.
         dropout_rate: float. Dropout in the encoder blocks.
         num_channels: int. Image channels.
+        remat: bool. Rematerialise every encoder block: activations are
+            recomputed in the backward pass instead of stored (less memory,
+            about one more forward pass of compute); outputs and gradients
+            are unchanged. Also a settable attribute.
         dtype: Dtype policy of the layers.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
 
@@ -196,6 +201,7 @@ class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
         text_pool: str = "last",
         dropout_rate: float = 0.0,
         num_channels: int = 3,
+        remat: bool = False,
         dtype=None,
         **kwargs,
     ):
@@ -279,6 +285,7 @@ class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
                 for i in range(depth)
             ],
             dropout_rate=dropout_rate,
+            remat=remat,
             dtype=dtype,
             name="Transformer",
         )
@@ -458,6 +465,7 @@ class LIMoEBackbone(FinitePresets, ParallelLayouts, Backbone):
                 "text_pool": self.text_pool,
                 "dropout_rate": self.dropout_rate,
                 "num_channels": self.num_channels,
+                "remat": self.remat,
             }
         )
         return config

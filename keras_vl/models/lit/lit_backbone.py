@@ -6,6 +6,10 @@ from keras_hub.models import Backbone
 
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
+from keras_vl.models.rematerializable import (
+    Rematerializable,
+    check_remat,
+)
 from keras_vl.ops import l2_normalize
 from keras_vl.utils.converted_presets import (
     converted_preset_dir,
@@ -191,7 +195,7 @@ def _input_spec(encoder):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
+class LiTBackbone(Rematerializable, FinitePresets, ParallelLayouts, Backbone):
     """LiT's two towers: an image model and a text model, each with an
     optional linear projection, embedding into one L2-normalised space.
 
@@ -240,6 +244,11 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
         image_shape: `(H, W, C)` of the image input. Defaults to the image
             encoder's own input shape; needed only for models without a
             functional input.
+        remat: None (each tower keeps its own setting) or a bool set on
+            every tower that has the option (keras_vl's `ViTBackbone` and
+            `TextTransformer`): rematerialise the transformer blocks,
+            recomputing their activations in the backward pass instead of
+            storing them.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
 
     Example:
@@ -273,6 +282,7 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
         image_pooling: str = "auto",
         dtype=None,
         image_shape: tuple | None = None,
+        remat: bool | None = None,
         **kwargs,
     ):
         if isinstance(image_encoder, dict):
@@ -306,6 +316,7 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
                     f"`{name}` must be a positive int or None. Received: "
                     f"{name}={value!r}"
                 )
+        check_remat(remat, optional=True)
         image_shape = self._resolve_image_shape(image_encoder, image_shape)
         text_inputs = self._resolve_text_inputs(text_encoder)
 
@@ -380,6 +391,16 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
         self.text_feature_dim = int(text_features.shape[-1])
         self.embedding_dim = image_dim
         self.text_input_names = tuple(text_inputs)
+        if remat is not None:
+            if not self.remat_stacks:
+                raise ValueError(
+                    "`remat` needs a tower with rematerialisable blocks (a "
+                    "keras_vl ViTBackbone or TextTransformer). Received: "
+                    f"remat={remat!r} with towers "
+                    f"{type(image_encoder).__name__} and "
+                    f"{type(text_encoder).__name__}."
+                )
+            self.remat = remat
         self._text_input_shape = text_inputs["token_ids"]
 
     @classmethod
@@ -451,6 +472,15 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
                     )
                 shapes[name] = shape
         return shapes
+
+    @property
+    def remat_stacks(self) -> list:
+        return [
+            stack
+            for tower in (self.image_encoder, self.text_encoder)
+            if isinstance(tower, Rematerializable)
+            for stack in tower.remat_stacks
+        ]
 
     def _text_args(self, text_inputs):
         """The text encoder's argument: a tensor or a dict, as it expects."""
@@ -546,6 +576,7 @@ class LiTBackbone(FinitePresets, ParallelLayouts, Backbone):
                 "text_projection_dim": self.text_projection_dim,
                 "image_pooling": self.image_pooling,
                 "image_shape": self.image_shape,
+                "remat": self.remat,
             }
         )
         return config

@@ -12,12 +12,15 @@ from keras_vl.layers.transformer_encoder import (
 )
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
+from keras_vl.models.rematerializable import Rematerializable
 
 TEXT_POOL_TYPES = ("last", "first", "mean", "max", "map")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
+class TextTransformer(
+    Rematerializable, FinitePresets, ParallelLayouts, Backbone
+):
     """Transformer text encoder of LiT / SigLIP (big_vision semantics).
 
     Token embedding (not scaled) plus a learned position embedding, the
@@ -42,6 +45,10 @@ class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
             projection into the joint embedding space in LiT).
         dropout_rate: float. Dropout inside the encoder blocks.
         mlp_factory: Optional per-block MLP (see `TransformerEncoder`).
+        remat: bool. Rematerialise every encoder block: activations are
+            recomputed in the backward pass instead of stored (less memory,
+            about one more forward pass of compute); outputs and gradients
+            are unchanged. Also a settable attribute.
         dtype: Dtype policy of the layers.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
 
@@ -72,6 +79,7 @@ class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
         num_classes: int | None = None,
         dropout_rate: float = 0.0,
         mlp_factory=None,
+        remat: bool = False,
         dtype=None,
         **kwargs,
     ):
@@ -113,6 +121,7 @@ class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
             mlp_dim,
             mlp_factory=mlp_factory,
             dropout_rate=dropout_rate,
+            remat=remat,
             dtype=dtype,
             name="Encoder_0",
         )
@@ -188,6 +197,7 @@ class TextTransformer(FinitePresets, ParallelLayouts, Backbone):
                 "pool_type": self.pool_type,
                 "num_classes": self.num_classes,
                 "dropout_rate": self.dropout_rate,
+                "remat": self.remat,
                 "mlp_factory": self.encoder.get_config()["mlp_factory"],
             }
         )

@@ -11,6 +11,10 @@ from keras_vl.models.pali.pali_language_model import (
     seq2seq_inputs,
 )
 from keras_vl.models.parallel_layouts import ParallelLayouts
+from keras_vl.models.rematerializable import (
+    Rematerializable,
+    check_remat,
+)
 from keras_vl.models.vit.vit_backbone import ViTBackbone
 
 
@@ -137,7 +141,7 @@ class PaLIEncoderInputs(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
+class PaLIBackbone(Rematerializable, FinitePresets, ParallelLayouts, Backbone):
     """PaLI: a ViT's tokens, projected to the language width, in front of
     the embedded prompt; an mT5 encoder reads them and an mT5 decoder
     attends to the result.
@@ -158,6 +162,10 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
             encoder takes; longer inputs are an error. None: no limit.
         freeze_vision: Lock the ViT: its variables do not train, it runs in
             inference mode and no gradient flows through it.
+        remat: None (the ViT and the language model keep their own
+            setting) or a bool set on both: rematerialise every transformer
+            block in training, recomputing its activations in the backward
+            pass instead of storing them.
         dtype: Dtype or dtype policy of the new layers (the projection).
         **kwargs: Standard `Backbone` arguments.
 
@@ -192,6 +200,7 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
         language: PaLILanguageModel,
         max_encoder_length: int | None = None,
         freeze_vision: bool = False,
+        remat: bool | None = None,
         dtype=None,
         **kwargs,
     ):
@@ -216,6 +225,7 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
                 "`language` must be a PaLILanguageModel. Received: "
                 f"{type(language).__name__}"
             )
+        check_remat(remat, optional=True)
         num_image_tokens = vision.grid_size[0] * vision.grid_size[1]
         if max_encoder_length is not None and (
             not isinstance(max_encoder_length, int)
@@ -279,6 +289,8 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
         # After the model's own `trainable`, which reaches every layer.
         if freeze_vision:
             vision.trainable = False
+        if remat is not None:
+            self.remat = remat
 
         # === Config ===
         self.max_encoder_length = max_encoder_length
@@ -288,6 +300,10 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
     def freeze_vision(self) -> bool:
         """Whether the ViT is locked."""
         return not self.vision.trainable
+
+    @property
+    def remat_stacks(self) -> list:
+        return self.vision.remat_stacks + self.language_model.remat_stacks
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -336,6 +352,7 @@ class PaLIBackbone(FinitePresets, ParallelLayouts, Backbone):
                 "language": keras.layers.serialize(self.language_model),
                 "max_encoder_length": self.max_encoder_length,
                 "freeze_vision": self.freeze_vision,
+                "remat": self.remat,
             }
         )
         return config

@@ -27,9 +27,13 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
     T5MultiHeadAttention,
 )
 
-from keras_vl.layers import RMSNorm
+from keras_vl.layers import RMSNorm, rematerialized_call
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import MT5_RULES, ParallelLayouts
+from keras_vl.models.rematerializable import (
+    Rematerializable,
+    check_remat,
+)
 
 # Added to the scores of masked positions (in float32).
 MASK_VALUE = -1e9
@@ -379,6 +383,9 @@ class MT5Stack(keras.layers.Layer):
         layer_norm_epsilon: Epsilon of the RMS norms.
         num_buckets: Relative position buckets.
         max_distance: Distance from which all positions share a bucket.
+        remat: Rematerialise each block in training (calls with caches
+            never are): its activations are recomputed in the backward
+            pass instead of stored. Outputs and gradients do not change.
         **kwargs: Standard layer arguments.
 
     Example:
@@ -401,9 +408,12 @@ class MT5Stack(keras.layers.Layer):
         layer_norm_epsilon: float = 1e-6,
         num_buckets: int = 32,
         max_distance: int = 128,
+        remat: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_remat(remat)
+        self.remat = remat
         self.num_layers = num_layers
         self.hidden_dim = hidden_dim
         self.intermediate_dim = intermediate_dim
@@ -440,6 +450,8 @@ class MT5Stack(keras.layers.Layer):
             name="relative_attention_bias",
             shape=(self.num_buckets, self.num_heads),
             initializer=_normal(self.hidden_dim**-0.5),
+            # The bias is added to float32 scores: never read as bfloat16.
+            autocast=False,
         )
         for block in self.blocks:
             block.build((None, None, self.hidden_dim))
@@ -499,8 +511,14 @@ class MT5Stack(keras.layers.Layer):
 
         x = _dropout(self.dropout_layer, inputs, training)
         self_caches, cross_caches = [], []
+        call = keras.Layer.__call__
+        if self.remat and not cached:
+            call = rematerialized_call
+            # The recomputation may run outside this call: explicit flag.
+            training = bool(training)
         for i, block in enumerate(self.blocks):
-            x, self_cache, cross_cache = block(
+            x, self_cache, cross_cache = call(
+                block,
                 x,
                 self_attention_bias=bias,
                 encoder_outputs=encoder_outputs,
@@ -547,13 +565,16 @@ class MT5Stack(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "num_buckets": self.num_buckets,
                 "max_distance": self.max_distance,
+                "remat": self.remat,
             }
         )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
+class PaLILanguageModel(
+    Rematerializable, FinitePresets, ParallelLayouts, Backbone
+):
     """mT5's encoder-decoder, the language half of PaLI.
 
     As a model it maps token ids to the encoder's and decoder's last hidden
@@ -577,6 +598,9 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
         relative_attention_num_buckets: Relative position buckets.
         relative_attention_max_distance: Distance from which all relative
             positions share a bucket.
+        remat: bool. Rematerialise the blocks of both stacks in training:
+            activations are recomputed in the backward pass instead of
+            stored. Also a settable attribute.
         dtype: Dtype or dtype policy of the layers.
         **kwargs: Standard `Backbone` arguments.
 
@@ -614,6 +638,7 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
         layer_norm_epsilon: float = 1e-6,
         relative_attention_num_buckets: int = 32,
         relative_attention_max_distance: int = 128,
+        remat: bool = False,
         dtype=None,
         **kwargs,
     ):
@@ -647,6 +672,7 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
             layer_norm_epsilon=layer_norm_epsilon,
             num_buckets=relative_attention_num_buckets,
             max_distance=relative_attention_max_distance,
+            remat=remat,
             dtype=dtype,
         )
 
@@ -710,6 +736,10 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
         self.relative_attention_num_buckets = relative_attention_num_buckets
         self.relative_attention_max_distance = relative_attention_max_distance
 
+    @property
+    def remat_stacks(self) -> list:
+        return [self.encoder, self.decoder]
+
     def logits(self, hidden_states):
         """Vocabulary logits of decoder states (the untied `lm_head`)."""
         return self.lm_head(hidden_states)
@@ -733,6 +763,7 @@ class PaLILanguageModel(FinitePresets, ParallelLayouts, Backbone):
                 "relative_attention_max_distance": (
                     self.relative_attention_max_distance
                 ),
+                "remat": self.remat,
             }
         )
         return config

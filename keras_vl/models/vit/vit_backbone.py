@@ -13,13 +13,14 @@ from keras_vl.layers.transformer_encoder import (
 )
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import TRANSFORMER_RULES, ParallelLayouts
+from keras_vl.models.rematerializable import Rematerializable
 from keras_vl.ops import pair
 
 POOL_TYPES = ("gap", "map", "tok", "0", "none")
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")
-class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
+class ViTBackbone(Rematerializable, FinitePresets, ParallelLayouts, Backbone):
     """Vision Transformer, faithful to big_vision's `models/vit.py`.
 
     Images `[B, H, W, C]` are cut into patches by a strided convolution, a
@@ -58,6 +59,10 @@ class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
             callable `i -> layer or None` or a list with an entry per block,
             e.g. a sparse mixture of experts in every other block.
         num_channels: int. Input channels.
+        remat: bool. Rematerialise every encoder block: activations are
+            recomputed in the backward pass instead of stored (less memory,
+            about one more forward pass of compute); outputs and gradients
+            are unchanged. Also a settable attribute.
         dtype: Dtype policy of the layers, e.g. `"mixed_bfloat16"`.
         **kwargs: Standard `keras_hub.models.Backbone` arguments.
 
@@ -98,6 +103,7 @@ class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
         dropout_rate: float = 0.0,
         num_channels: int = 3,
         mlp_factory=None,
+        remat: bool = False,
         dtype=None,
         **kwargs,
     ):
@@ -144,6 +150,7 @@ class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
             mlp_dim,
             mlp_factory=mlp_factory,
             dropout_rate=dropout_rate,
+            remat=remat,
             dtype=dtype,
             name="Transformer",
         )
@@ -267,6 +274,7 @@ class ViTBackbone(FinitePresets, ParallelLayouts, Backbone):
                 "head_zeroinit": self.head_zeroinit,
                 "dropout_rate": self.dropout_rate,
                 "num_channels": self.num_channels,
+                "remat": self.remat,
                 "mlp_factory": self.encoder.get_config()["mlp_factory"],
             }
         )
