@@ -86,7 +86,9 @@ def run_report(script: str, env: dict[str, str]) -> dict:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        # Generous: a loaded 2-core machine runs the suite's backends side
+        # by side.
+        timeout=900,
     )
     lines = [
         line

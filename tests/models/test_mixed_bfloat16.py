@@ -109,7 +109,13 @@ def first_loss(model, x, y):
     return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
 
 
-@pytest.mark.parametrize("family", [clippo, lit, limoe, pali])
+# CLIPPO in every suite run; the other families (each a compile pair of
+# up to a minute on JAX) in `make test-slow`.
+@pytest.mark.parametrize(
+    "family",
+    [clippo]
+    + [pytest.param(f, marks=pytest.mark.slow) for f in (lit, limoe, pali)],
+)
 def test_trains_in_mixed_bfloat16(family):
     keras.utils.set_random_seed(0)
     reference, x, y = family(None)
