@@ -15,7 +15,10 @@ from keras_hub.src.utils.tensor_utils import any_equal
 
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
-from keras_vl.models.pali.pali_language_model import PaLILanguageModel
+from keras_vl.models.pali.pali_language_model import (
+    PaLILanguageModel,
+    padding_bias,
+)
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
 from keras_vl.models.preprocessing import check_same_rows, check_token_ids
 from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
@@ -286,60 +289,38 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
 
     def call_decoder_with_cache(
         self,
-        encoder_outputs,
-        encoder_padding_mask,
         decoder_token_ids,
-        self_attention_cache,
-        self_attention_cache_update_index,
-        cross_attention_cache,
-        cross_attention_cache_update_index,
+        cache,
+        cache_index,
+        bias_table,
+        cross_attention_bias,
     ):
-        """Decodes `decoder_token_ids` (the tokens from
-        `self_attention_cache_update_index` on) against the caches.
+        """Decodes `decoder_token_ids` (the tokens from `cache_index` on)
+        against the caches.
 
         Args:
-            encoder_outputs: `[B, S, D]` from `call_encoder`.
-            encoder_padding_mask: `[B, S]` from `call_encoder`.
             decoder_token_ids: `[B, T]` int tokens.
-            self_attention_cache: `[B, layers, 2, max_length, heads,
-                head_dim]`.
-            self_attention_cache_update_index: Position of the first token.
-            cross_attention_cache: `[B, layers, 2, S, heads, head_dim]`.
-            cross_attention_cache_update_index: 0 to fill the cache from
-                `encoder_outputs`, None to reuse it.
+            cache: Per decoder layer, the self-attention keys and values
+                `[B, heads, max_length, head_dim]` and the cross-attention
+                ones `[B, heads, S, head_dim]` (see
+                `MT5Stack.start_cache`); updated in place on torch.
+            cache_index: Position of the first token.
+            bias_table: The decoder's `causal_bias_table(max_length)`.
+            cross_attention_bias: `[B, 1, 1, S]` float32 bias hiding the
+                encoder's padding.
 
         Returns:
-            `(logits, hidden_states, self_attention_cache,
-            cross_attention_cache)`.
+            `(logits, hidden_states, cache)`.
         """
         language = self.backbone.language_model
-        hidden, self_attention_cache, cross_attention_cache = language.decoder(
-            language.token_embedding(decoder_token_ids),
-            encoder_outputs=encoder_outputs,
-            encoder_padding_mask=encoder_padding_mask,
-            self_attention_cache=self_attention_cache,
-            self_attention_cache_index=self_attention_cache_update_index,
-            cross_attention_cache=cross_attention_cache,
-            cross_attention_cache_index=cross_attention_cache_update_index,
+        hidden, cache = language.decoder.decode(
+            language.embed(decoder_token_ids),
+            cache,
+            cache_index,
+            bias_table,
+            cross_attention_bias,
         )
-        logits = language.lm_head(hidden)
-        return logits, hidden, self_attention_cache, cross_attention_cache
-
-    def _initialize_cache(self, encoder_outputs, decoder_token_ids):
-        language = self.backbone.language_model
-        batch_size = ops.shape(encoder_outputs)[0]
-        shape = [
-            batch_size,
-            language.num_decoder_layers,
-            2,
-            ops.shape(decoder_token_ids)[1],
-            language.num_heads,
-            language.key_value_dim,
-        ]
-        self_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
-        shape[3] = ops.shape(encoder_outputs)[1]
-        cross_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
-        return self_attention_cache, cross_attention_cache
+        return language.logits(hidden), hidden, cache
 
     def generate_step(self, inputs, stop_token_ids=None):
         """One compilable generation pass over a batch of model inputs.
@@ -359,20 +340,15 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             inputs["encoder_token_ids"],
             inputs["encoder_padding_mask"],
         )
-        self_attention_cache, cross_attention_cache = self._initialize_cache(
-            encoder_outputs, decoder_token_ids
-        )
-        # One pass over the given tokens seeds both caches.
-        _, hidden, self_attention_cache, cross_attention_cache = (
-            self.call_decoder_with_cache(
-                encoder_outputs,
-                encoder_padding_mask,
-                decoder_token_ids,
-                self_attention_cache,
-                0,
-                cross_attention_cache,
-                0,
-            )
+        decoder = self.backbone.language_model.decoder
+        max_length = ops.shape(decoder_token_ids)[1]
+        # Made once per call; the loop only reads them.
+        bias_table = decoder.causal_bias_table(max_length)
+        cross_bias = padding_bias(encoder_padding_mask)
+        cache = decoder.start_cache(encoder_outputs, max_length)
+        # One pass over the given tokens seeds the self-attention cache.
+        _, hidden, cache = self.call_decoder_with_cache(
+            decoder_token_ids, cache, 0, bias_table, cross_bias
         )
         row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
@@ -381,33 +357,22 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             cache_index = index - 1
             batch_size = ops.shape(prompt)[0]
             prompt = ops.slice(prompt, [0, cache_index], [batch_size, 1])
-            # The encoder tensors ride in the cache, so that beam search
-            # repeats them per beam.
-            self_cache, encoded, encoded_mask, cross_cache = cache
-            logits, hidden, self_cache, _ = self.call_decoder_with_cache(
-                encoded,
-                encoded_mask,
-                prompt,
-                self_cache,
-                cache_index,
-                cross_cache,
-                None,
+            # The per-row bias rides in the cache, so that beam search
+            # repeats it per beam.
+            cross_bias, layer_caches = cache
+            logits, hidden, layer_caches = self.call_decoder_with_cache(
+                prompt, layer_caches, cache_index, bias_table, cross_bias
             )
             return (
                 ops.squeeze(logits, axis=1),
                 ops.squeeze(hidden, axis=1),
-                (self_cache, encoded, encoded_mask, cross_cache),
+                (cross_bias, layer_caches),
             )
 
         decoder_token_ids = self.sampler(
             next=next,
             prompt=decoder_token_ids,
-            cache=(
-                self_attention_cache,
-                encoder_outputs,
-                encoder_padding_mask,
-                cross_attention_cache,
-            ),
+            cache=(cross_bias, cache),
             index=index,
             mask=decoder_padding_mask,
             stop_token_ids=stop_token_ids,

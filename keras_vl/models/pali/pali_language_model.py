@@ -27,6 +27,7 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
     T5MultiHeadAttention,
 )
 
+from keras_vl.distribute.buffers import write_rows
 from keras_vl.layers import RMSNorm
 from keras_vl.models.finite_presets import FinitePresets
 
@@ -57,17 +58,28 @@ def _dropout(layer: keras.layers.Dropout, x, training):
 
 
 def _eager_light(layer: keras.Layer, x):
-    """`layer(x)` for a bias-free float `Dense` or an `RMSNorm`, without
-    Keras's per-call machinery (name scopes, autocasting, masks): one
-    decoded token makes about 70 such calls, whose overhead on an eager
-    backend (torch) outweighs the token's matmuls. Quantized layers take
-    the usual path."""
+    """`layer(x)` for a bias-free float `Dense`, an `Embedding` or an
+    `RMSNorm`, without Keras's per-call machinery (name scopes, autocasting,
+    masks): one decoded token makes about 70 such calls, whose overhead on
+    an eager backend (torch) outweighs the token's matmuls. Quantized
+    layers take the usual path."""
     if isinstance(layer, RMSNorm):
         return layer.call(x)
     if layer.quantization_mode is not None:
         return layer(x)
+    if isinstance(layer, keras.layers.Embedding):
+        return layer.call(x)
     dtype = layer.compute_dtype
     return ops.matmul(ops.cast(x, dtype), ops.cast(layer.kernel, dtype))
+
+
+def _run(layer: keras.Layer, generating: bool, *args, **kwargs):
+    """`layer(...)`, or in generation `layer.call(...)`: the decoding loop
+    calls its built layers a dozen times per token, and Keras's per-call
+    machinery would cost more than their work on an eager backend."""
+    if generating:
+        return layer.call(*args, **kwargs)
+    return layer(*args, **kwargs)
 
 
 def seq2seq_inputs() -> dict:
@@ -84,6 +96,13 @@ def seq2seq_inputs() -> dict:
     return inputs
 
 
+def padding_bias(padding_mask):
+    """Float32 attention bias `[B, 1, 1, T]` that hides the padded keys of
+    `padding_mask` `[B, T]`."""
+    keys = ops.cast(padding_mask, "bool")
+    return ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
+
+
 @keras.saving.register_keras_serializable(package="keras_vl")
 class MT5Attention(keras.layers.Layer):
     """mT5 multi-head attention, self or cross, with a key/value cache.
@@ -96,10 +115,14 @@ class MT5Attention(keras.layers.Layer):
 
     - no `cache`: projected from `key_value_states` (or the inputs);
     - `cache` and `cache_index`: projected from the inputs and written into
-      the cache at `cache_index` (decoder self-attention during generation,
-      or filling a cross-attention cache with index 0);
+      the cache at `cache_index` (decoder self-attention in generation);
     - `cache` without `cache_index`: read from the cache as it is (the
-      encoder's keys and values, projected once per input).
+      encoder's keys and values, projected once per input by
+      `keys_and_values`).
+
+    A cache is a pair `(keys, values)`, each `[B, heads, T, head_dim]`
+    (heads first, so that attending reads it without a transpose). On
+    torch the written cache is updated in place (see `write_rows`).
 
     Args:
         hidden_dim: Width of the inputs and outputs.
@@ -154,9 +177,17 @@ class MT5Attention(keras.layers.Layer):
         )
 
     def _heads(self, x):
+        """`[B, T, heads * head_dim]` -> `[B, heads, T, head_dim]`."""
         batch_size = ops.shape(x)[0]
-        return ops.reshape(
-            x, (batch_size, -1, self.num_heads, self.key_value_dim)
+        x = ops.reshape(x, (batch_size, -1, self.num_heads, self.key_value_dim))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def keys_and_values(self, source):
+        """Keys and values of `source` `[B, T, D]`, each `[B, heads, T,
+        head_dim]`: a cross-attention cache."""
+        return (
+            self._heads(_eager_light(self.key, source)),
+            self._heads(_eager_light(self.value, source)),
         )
 
     def call(
@@ -168,27 +199,24 @@ class MT5Attention(keras.layers.Layer):
         cache_index=None,
         training=None,
     ):
-        source = inputs if key_value_states is None else key_value_states
-        query = self._heads(_eager_light(self.query, inputs))
         if cache is not None and cache_index is None:
-            key, value = cache[:, 0], cache[:, 1]
+            key, value = cache
         else:
-            key = self._heads(_eager_light(self.key, source))
-            value = self._heads(_eager_light(self.value, source))
+            source = inputs if key_value_states is None else key_value_states
+            key, value = self.keys_and_values(source)
             if cache is not None:
-                # One update writes the new rows of both halves in place.
-                rows = ops.stack([key, value], axis=1)
-                start = [0, 0, cache_index, 0, 0]
-                cache = ops.slice_update(cache, start, rows)
-                key, value = cache[:, 0], cache[:, 1]
-        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
+                key = write_rows(cache[0], key, cache_index, axis=2)
+                value = write_rows(cache[1], value, cache_index, axis=2)
+                cache = (key, value)
+        query = self._heads(_eager_light(self.query, inputs))
+        scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
         scores = ops.cast(scores, "float32")
         if bias is not None:
             scores = scores + bias
         weights = ops.softmax(scores, axis=-1)
         weights = _dropout(self.dropout_layer, weights, training)
         weights = ops.cast(weights, self.compute_dtype)
-        x = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+        x = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
         batch_size = ops.shape(x)[0]
         x = ops.reshape(
             x, (batch_size, -1, self.num_heads * self.key_value_dim)
@@ -227,7 +255,7 @@ class MT5Block(keras.layers.Layer):
 
     ```python
     block = MT5Block(32, 64, num_heads=4, key_value_dim=8)
-    y, _, _ = block(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    y, _ = block(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
     ```
     """
 
@@ -302,28 +330,35 @@ class MT5Block(keras.layers.Layer):
         self_attention_bias=None,
         encoder_outputs=None,
         cross_attention_bias=None,
-        self_attention_cache=None,
-        self_attention_cache_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_index=None,
+        cache=None,
+        cache_index=None,
         training=None,
     ):
+        # In generation, `cache` is this layer's `(self keys, self values,
+        # cross keys, cross values)` and the new tokens sit at
+        # `cache_index`.
+        generating = cache is not None
+        self_cache = tuple(cache[:2]) if generating else None
+        cross_cache = tuple(cache[2:]) if generating else None
         x = inputs
-        y, self_attention_cache = self.self_attention(
+        y, self_cache = _run(
+            self.self_attention,
+            generating,
             _eager_light(self.self_attention_norm, x),
             bias=self_attention_bias,
-            cache=self_attention_cache,
-            cache_index=self_attention_cache_index,
+            cache=self_cache,
+            cache_index=cache_index,
             training=training,
         )
         x = x + _dropout(self.dropout_layer, y, training)
         if self.is_decoder:
-            y, cross_attention_cache = self.cross_attention(
+            y, cross_cache = _run(
+                self.cross_attention,
+                generating,
                 _eager_light(self.cross_attention_norm, x),
                 key_value_states=encoder_outputs,
                 bias=cross_attention_bias,
-                cache=cross_attention_cache,
-                cache_index=cross_attention_cache_index,
+                cache=cross_cache,
                 training=training,
             )
             x = x + _dropout(self.dropout_layer, y, training)
@@ -334,7 +369,7 @@ class MT5Block(keras.layers.Layer):
         y = _dropout(self.dropout_layer, y, training)
         y = _eager_light(self.mlp_output, y)
         x = x + _dropout(self.dropout_layer, y, training)
-        return x, self_attention_cache, cross_attention_cache
+        return x, (self_cache + cross_cache if generating else None)
 
     def get_config(self):
         config = super().get_config()
@@ -361,11 +396,10 @@ class MT5Stack(keras.layers.Layer):
     masks causally. The first layer's relative position bias table belongs
     to the stack: the bias is computed once and shared by every layer.
 
-    With caches (decoder only; `[B, num_layers, 2, T, heads, head_dim]`),
-    the inputs are the tokens at `self_attention_cache_index` onwards and
-    the call returns `(outputs, self_attention_cache,
-    cross_attention_cache)`; `cross_attention_cache_index=0` fills the
-    cross-attention cache from `encoder_outputs`, `None` reuses it.
+    For generation (decoder only), `start_cache` makes the per-layer
+    key/value caches, `causal_bias_table` the position bias of every
+    query-key offset once per decoding, and `decode` runs the tokens at a
+    cache index against them.
 
     Args:
         num_layers: Depth.
@@ -444,21 +478,27 @@ class MT5Stack(keras.layers.Layer):
             block.build((None, None, self.hidden_dim))
         self.final_norm.build((None, None, self.hidden_dim))
 
-    def position_bias(self, query_length, key_length, query_offset=0):
-        """Relative position bias `[1, heads, query, key]` in float32, for
-        queries starting at position `query_offset`."""
-        queries = ops.arange(query_length)[:, None] + query_offset
-        keys = ops.arange(key_length)[None, :]
+    def _bias_of(self, relative):
+        """The learned bias `[..., heads]` (float32) of relative positions
+        (key minus query)."""
         buckets = T5MultiHeadAttention._relative_position_bucket(
-            ops.cast(keys - queries, "int32"),
+            ops.cast(relative, "int32"),
             bidirectional=not self.is_decoder,
             num_buckets=self.num_buckets,
             max_distance=self.max_distance,
         )
-        bias = ops.take(
+        return ops.take(
             ops.cast(self.relative_attention_bias, "float32"), buckets, axis=0
         )
-        return ops.expand_dims(ops.transpose(bias, (2, 0, 1)), 0)
+
+    def position_bias(self, query_length, key_length):
+        """Relative position bias `[1, heads, query, key]` in float32."""
+        relative = (
+            ops.arange(key_length)[None, :] - ops.arange(query_length)[:, None]
+        )
+        return ops.expand_dims(
+            ops.transpose(self._bias_of(relative), (2, 0, 1)), 0
+        )
 
     def call(
         self,
@@ -466,70 +506,139 @@ class MT5Stack(keras.layers.Layer):
         padding_mask=None,
         encoder_outputs=None,
         encoder_padding_mask=None,
-        self_attention_cache=None,
-        self_attention_cache_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_index=None,
         training=None,
     ):
-        query_length = ops.shape(inputs)[1]
-        cached = self_attention_cache is not None
-        if cached and not self.is_decoder:
-            raise ValueError("Only a decoder stack takes caches.")
-        key_length = (
-            ops.shape(self_attention_cache)[3] if cached else query_length
-        )
-        offset = self_attention_cache_index if cached else 0
-        bias = self.position_bias(query_length, key_length, offset)
+        length = ops.shape(inputs)[1]
+        bias = self.position_bias(length, length)
         visible = None
         if self.is_decoder:
-            queries = ops.arange(query_length)[:, None] + offset
-            visible = ops.arange(key_length)[None, :] <= queries
-            visible = visible[None]
-        if padding_mask is not None and not cached:
+            positions = ops.arange(length)
+            visible = (positions[None, :] <= positions[:, None])[None]
+        if padding_mask is not None:
             keys = ops.cast(padding_mask, "bool")[:, None, :]
             visible = keys if visible is None else visible & keys
         if visible is not None:
             bias = bias + ops.where(visible, 0.0, MASK_VALUE)[:, None]
         cross_bias = None
         if encoder_padding_mask is not None:
-            keys = ops.cast(encoder_padding_mask, "bool")
-            cross_bias = ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
+            cross_bias = padding_bias(encoder_padding_mask)
+        return self._blocks(
+            inputs, bias, encoder_outputs, cross_bias, training=training
+        )
 
-        x = _dropout(self.dropout_layer, inputs, training)
-        self_caches, cross_caches = [], []
+    def _blocks(
+        self,
+        x,
+        bias,
+        encoder_outputs,
+        cross_bias,
+        cache=None,
+        cache_index=None,
+        training=None,
+    ):
+        generating = cache is not None
+        x = _dropout(self.dropout_layer, x, training)
+        layer_caches = []
         for i, block in enumerate(self.blocks):
-            x, self_cache, cross_cache = block(
+            x, layer_cache = _run(
+                block,
+                generating,
                 x,
                 self_attention_bias=bias,
                 encoder_outputs=encoder_outputs,
                 cross_attention_bias=cross_bias,
-                self_attention_cache=(
-                    self_attention_cache[:, i] if cached else None
-                ),
-                self_attention_cache_index=self_attention_cache_index,
-                cross_attention_cache=(
-                    None
-                    if cross_attention_cache is None
-                    else cross_attention_cache[:, i]
-                ),
-                cross_attention_cache_index=cross_attention_cache_index,
+                cache=cache[i] if generating else None,
+                cache_index=cache_index,
                 training=training,
             )
-            self_caches.append(self_cache)
-            cross_caches.append(cross_cache)
-        x = self.final_norm(x)
+            layer_caches.append(layer_cache)
+        x = _run(self.final_norm, generating, x)
         x = _dropout(self.dropout_layer, x, training)
-        if not cached:
-            return x
-        if cross_attention_cache is not None:
-            if cross_attention_cache_index is not None:
-                cross_attention_cache = ops.stack(cross_caches, axis=1)
-        return x, ops.stack(self_caches, axis=1), cross_attention_cache
+        return (x, layer_caches) if generating else x
+
+    def _check_decoder(self, method):
+        if not self.is_decoder:
+            raise ValueError(
+                f"`{method}` is for a decoder stack; this one is an encoder "
+                "(`is_decoder=False`)."
+            )
+
+    def start_cache(self, encoder_outputs, max_length):
+        """The caches to decode up to `max_length` tokens.
+
+        Args:
+            encoder_outputs: The encoder's output `[B, S, D]`.
+            max_length: Decoder positions to hold.
+
+        Returns:
+            Per layer, `(self keys, self values, cross keys, cross values)`:
+            zeros `[B, heads, max_length, head_dim]` for self-attention and
+            the keys and values of `encoder_outputs` `[B, heads, S,
+            head_dim]`, computed once.
+        """
+        self._check_decoder("start_cache")
+        shape = (
+            ops.shape(encoder_outputs)[0],
+            self.num_heads,
+            max_length,
+            self.key_value_dim,
+        )
+        return [
+            # One buffer each: torch writes them in place.
+            (
+                ops.zeros(shape, self.compute_dtype),
+                ops.zeros(shape, self.compute_dtype),
+                *block.cross_attention.keys_and_values(encoder_outputs),
+            )
+            for block in self.blocks
+        ]
+
+    def causal_bias_table(self, max_length):
+        """The self-attention bias of every query-key offset, causal mask
+        included, computed once per decoding: float32 `[heads, 2 *
+        max_length - 1]`, entry `max_length - 1 + key - query`."""
+        self._check_decoder("causal_bias_table")
+        relative = ops.arange(1 - max_length, max_length)
+        bias = ops.where(
+            relative[:, None] > 0, MASK_VALUE, self._bias_of(relative)
+        )
+        return ops.transpose(bias)
+
+    def decode(
+        self, inputs, cache, cache_index, bias_table, cross_attention_bias=None
+    ):
+        """Decodes embedded tokens against the caches.
+
+        Args:
+            inputs: Embedded decoder tokens `[B, T, D]`, those at positions
+                `cache_index` onwards.
+            cache: From `start_cache` (or a previous `decode`). On torch
+                it is updated in place.
+            cache_index: Position of the first token (int or scalar
+                tensor).
+            bias_table: `causal_bias_table(max_length)`.
+            cross_attention_bias: Float32 bias `[B, 1, 1, S]` on the
+                encoder positions (see `padding_bias`), or None.
+
+        Returns:
+            `(hidden_states [B, T, D], cache)`, the cache holding the new
+            tokens' keys and values.
+        """
+        self._check_decoder("decode")
+        max_length = ops.shape(cache[0][0])[2]
+        queries = ops.arange(ops.shape(inputs)[1])[:, None] + cache_index
+        offsets = ops.arange(max_length)[None, :] - queries + max_length - 1
+        bias = ops.take(bias_table, offsets, axis=1)[None]
+        return self._blocks(
+            inputs,
+            bias,
+            None,
+            cross_attention_bias,
+            cache=cache,
+            cache_index=cache_index,
+        )
 
     def compute_output_spec(self, inputs, *args, **kwargs):
-        if kwargs.get("self_attention_cache") is not None:
-            return super().compute_output_spec(inputs, *args, **kwargs)
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
@@ -701,9 +810,13 @@ class PaLILanguageModel(FinitePresets, Backbone):
         self.relative_attention_num_buckets = relative_attention_num_buckets
         self.relative_attention_max_distance = relative_attention_max_distance
 
+    def embed(self, token_ids):
+        """Token embeddings of `token_ids` (the table both stacks share)."""
+        return _eager_light(self.token_embedding, token_ids)
+
     def logits(self, hidden_states):
         """Vocabulary logits of decoder states (the untied `lm_head`)."""
-        return self.lm_head(hidden_states)
+        return _eager_light(self.lm_head, hidden_states)
 
     def get_config(self):
         config = super().get_config()
