@@ -294,6 +294,7 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
         cache_index,
         bias_table,
         cross_attention_bias,
+        weights=None,
     ):
         """Decodes `decoder_token_ids` (the tokens from `cache_index` on)
         against the caches.
@@ -308,6 +309,8 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             bias_table: The decoder's `causal_bias_table(max_length)`.
             cross_attention_bias: `[B, 1, 1, S]` float32 bias hiding the
                 encoder's padding.
+            weights: The decoder's `decoding_weights()`, fetched once per
+                decoding; by default fetched here.
 
         Returns:
             `(logits, hidden_states, cache)`.
@@ -319,6 +322,7 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             cache_index,
             bias_table,
             cross_attention_bias,
+            weights,
         )
         return language.logits(hidden), hidden, cache
 
@@ -345,10 +349,11 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
         # Made once per call; the loop only reads them.
         bias_table = decoder.causal_bias_table(max_length)
         cross_bias = padding_bias(encoder_padding_mask)
+        weights = decoder.decoding_weights()
         cache = decoder.start_cache(encoder_outputs, max_length)
         # One pass over the given tokens seeds the self-attention cache.
         _, hidden, cache = self.call_decoder_with_cache(
-            decoder_token_ids, cache, 0, bias_table, cross_bias
+            decoder_token_ids, cache, 0, bias_table, cross_bias, weights
         )
         row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
@@ -361,7 +366,12 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             # repeats it per beam.
             cross_bias, layer_caches = cache
             logits, hidden, layer_caches = self.call_decoder_with_cache(
-                prompt, layer_caches, cache_index, bias_table, cross_bias
+                prompt,
+                layer_caches,
+                cache_index,
+                bias_table,
+                cross_bias,
+                weights,
             )
             return (
                 ops.squeeze(logits, axis=1),

@@ -29,6 +29,7 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
 
 from keras_vl.distribute.buffers import write_rows
 from keras_vl.layers import RMSNorm
+from keras_vl.layers.rms_norm import rms_norm
 from keras_vl.models.finite_presets import FinitePresets
 
 # Added to the scores of masked positions (in float32).
@@ -73,13 +74,35 @@ def _eager_light(layer: keras.Layer, x):
     return ops.matmul(ops.cast(x, dtype), ops.cast(layer.kernel, dtype))
 
 
-def _run(layer: keras.Layer, generating: bool, *args, **kwargs):
-    """`layer(...)`, or in generation `layer.call(...)`: the decoding loop
-    calls its built layers a dozen times per token, and Keras's per-call
-    machinery would cost more than their work on an eager backend."""
-    if generating:
-        return layer.call(*args, **kwargs)
-    return layer(*args, **kwargs)
+def _kernel(*layers):
+    """The kernels of float bias-free `Dense` layers, joined along the
+    output axis as one tensor in their compute dtype: fetched once per
+    decoding instead of per token. None if any layer is quantized (it is
+    then called as a layer)."""
+    if any(layer.quantization_mode is not None for layer in layers):
+        return None
+    dtype = layers[0].compute_dtype
+    kernels = [ops.cast(layer.kernel, dtype) for layer in layers]
+    return kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, -1)
+
+
+def _project(layer: keras.Layer, kernel, x):
+    """`layer(x)`, with `kernel` from `_kernel(layer)` when it has one."""
+    return _eager_light(layer, x) if kernel is None else x @ kernel
+
+
+def _attend(query, key, value, bias, dtype, dropout=None, training=None):
+    """Attention of heads-first queries `[B, H, Tq, Dh]` over keys and
+    values `[B, H, Tk, Dh]`: unscaled scores plus the float32 `bias`, a
+    float32 softmax, then the weighted values `[B, H, Tq, Dh]` in
+    `dtype`."""
+    scores = ops.cast(query @ ops.swapaxes(key, -1, -2), "float32")
+    if bias is not None:
+        scores = scores + bias
+    weights = ops.softmax(scores, axis=-1)
+    if dropout is not None:
+        weights = _dropout(dropout, weights, training)
+    return ops.cast(weights, dtype) @ value
 
 
 def seq2seq_inputs() -> dict:
@@ -111,18 +134,10 @@ class MT5Attention(keras.layers.Layer):
     query initialisation); the position bias and mask arrive as one float32
     `bias` added to the scores, and the softmax runs in float32.
 
-    Three ways to get keys and values:
-
-    - no `cache`: projected from `key_value_states` (or the inputs);
-    - `cache` and `cache_index`: projected from the inputs and written into
-      the cache at `cache_index` (decoder self-attention in generation);
-    - `cache` without `cache_index`: read from the cache as it is (the
-      encoder's keys and values, projected once per input by
-      `keys_and_values`).
-
-    A cache is a pair `(keys, values)`, each `[B, heads, T, head_dim]`
-    (heads first, so that attending reads it without a transpose). On
-    torch the written cache is updated in place (see `write_rows`).
+    Generation reads its keys and values from caches instead (see
+    `MT5Block.decode`): `keys_and_values` makes a cross-attention cache,
+    `heads_kernel` and `project_heads` project a token's queries, keys and
+    values with kernels fetched once per decoding.
 
     Args:
         hidden_dim: Width of the inputs and outputs.
@@ -135,7 +150,7 @@ class MT5Attention(keras.layers.Layer):
 
     ```python
     attention = MT5Attention(hidden_dim=32, num_heads=4, key_value_dim=8)
-    y, _ = attention(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    y = attention(np.ones((2, 5, 32), "float32"))  # (2, 5, 32)
     ```
     """
 
@@ -185,43 +200,52 @@ class MT5Attention(keras.layers.Layer):
     def keys_and_values(self, source):
         """Keys and values of `source` `[B, T, D]`, each `[B, heads, T,
         head_dim]`: a cross-attention cache."""
-        return (
-            self._heads(_eager_light(self.key, source)),
-            self._heads(_eager_light(self.value, source)),
-        )
+        return tuple(self.project_heads(source, None, self.key, self.value))
 
-    def call(
-        self,
-        inputs,
-        key_value_states=None,
-        bias=None,
-        cache=None,
-        cache_index=None,
-        training=None,
-    ):
-        if cache is not None and cache_index is None:
-            key, value = cache
-        else:
-            source = inputs if key_value_states is None else key_value_states
-            key, value = self.keys_and_values(source)
-            if cache is not None:
-                key = write_rows(cache[0], key, cache_index, axis=2)
-                value = write_rows(cache[1], value, cache_index, axis=2)
-                cache = (key, value)
-        query = self._heads(_eager_light(self.query, inputs))
-        scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
-        scores = ops.cast(scores, "float32")
-        if bias is not None:
-            scores = scores + bias
-        weights = ops.softmax(scores, axis=-1)
-        weights = _dropout(self.dropout_layer, weights, training)
-        weights = ops.cast(weights, self.compute_dtype)
-        x = ops.transpose(ops.matmul(weights, value), (0, 2, 1, 3))
+    def heads_kernel(self, *layers):
+        """The kernels of `layers` (this layer's projections), fetched for
+        `project_heads`: `[len(layers) * heads, D, head_dim]` in the
+        compute dtype, or None if any is quantized."""
+        kernel = _kernel(*layers)
+        if kernel is None:
+            return None
+        count = len(layers) * self.num_heads
+        kernel = ops.reshape(kernel, (-1, count, self.key_value_dim))
+        return ops.transpose(kernel, (1, 0, 2))
+
+    def project_heads(self, x, kernel, *layers):
+        """The projections of `x` `[B, T, D]` by `layers`, each `[B,
+        heads, T, head_dim]`: one batched matmul with
+        `heads_kernel(*layers)` (no reshape), or one call per layer when
+        `kernel` is None."""
+        if kernel is None:
+            return [self._heads(_eager_light(layer, x)) for layer in layers]
+        y = x[:, None] @ kernel
+        heads = self.num_heads
+        return [y[:, i * heads : (i + 1) * heads] for i in range(len(layers))]
+
+    def merge_heads(self, x):
+        """`[B, heads, T, head_dim]` -> `[B, T, heads * head_dim]`."""
+        x = ops.transpose(x, (0, 2, 1, 3))
         batch_size = ops.shape(x)[0]
-        x = ops.reshape(
+        return ops.reshape(
             x, (batch_size, -1, self.num_heads * self.key_value_dim)
         )
-        return _eager_light(self.output_dense, x), cache
+
+    def call(self, inputs, key_value_states=None, bias=None, training=None):
+        source = inputs if key_value_states is None else key_value_states
+        key, value = self.keys_and_values(source)
+        (query,) = self.project_heads(inputs, None, self.query)
+        x = _attend(
+            query,
+            key,
+            value,
+            bias,
+            self.compute_dtype,
+            self.dropout_layer,
+            training,
+        )
+        return _eager_light(self.output_dense, self.merge_heads(x))
 
     def get_config(self):
         config = super().get_config()
@@ -255,7 +279,7 @@ class MT5Block(keras.layers.Layer):
 
     ```python
     block = MT5Block(32, 64, num_heads=4, key_value_dim=8)
-    y, _ = block(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    y = block(np.ones((2, 5, 32), "float32"))  # (2, 5, 32)
     ```
     """
 
@@ -330,35 +354,20 @@ class MT5Block(keras.layers.Layer):
         self_attention_bias=None,
         encoder_outputs=None,
         cross_attention_bias=None,
-        cache=None,
-        cache_index=None,
         training=None,
     ):
-        # In generation, `cache` is this layer's `(self keys, self values,
-        # cross keys, cross values)` and the new tokens sit at
-        # `cache_index`.
-        generating = cache is not None
-        self_cache = tuple(cache[:2]) if generating else None
-        cross_cache = tuple(cache[2:]) if generating else None
         x = inputs
-        y, self_cache = _run(
-            self.self_attention,
-            generating,
+        y = self.self_attention(
             _eager_light(self.self_attention_norm, x),
             bias=self_attention_bias,
-            cache=self_cache,
-            cache_index=cache_index,
             training=training,
         )
         x = x + _dropout(self.dropout_layer, y, training)
         if self.is_decoder:
-            y, cross_cache = _run(
-                self.cross_attention,
-                generating,
+            y = self.cross_attention(
                 _eager_light(self.cross_attention_norm, x),
                 key_value_states=encoder_outputs,
                 bias=cross_attention_bias,
-                cache=cross_cache,
                 training=training,
             )
             x = x + _dropout(self.dropout_layer, y, training)
@@ -368,8 +377,87 @@ class MT5Block(keras.layers.Layer):
         ) * _eager_light(self.mlp_linear, y)
         y = _dropout(self.dropout_layer, y, training)
         y = _eager_light(self.mlp_output, y)
-        x = x + _dropout(self.dropout_layer, y, training)
-        return x, (self_cache + cross_cache if generating else None)
+        return x + _dropout(self.dropout_layer, y, training)
+
+    def decoding_weights(self) -> dict:
+        """What `decode` reads, fetched once per decoding (decoder only):
+        the norm scales in float32 and the projection kernels in the
+        compute dtype, the self-attention query, key and value kernels
+        joined into one, and so the feed-forward's gate and linear ones.
+        Quantized projections are left to their layers (None)."""
+        self_attention = self.self_attention
+        cross_attention = self.cross_attention
+        norms = (
+            self.self_attention_norm,
+            self.cross_attention_norm,
+            self.mlp_norm,
+        )
+        return {
+            "norms": [ops.cast(norm.scale, "float32") for norm in norms],
+            "self_qkv": self_attention.heads_kernel(
+                self_attention.query, self_attention.key, self_attention.value
+            ),
+            "self_output": _kernel(self_attention.output_dense),
+            "cross_query": cross_attention.heads_kernel(cross_attention.query),
+            "cross_output": _kernel(cross_attention.output_dense),
+            "mlp_input": _kernel(self.mlp_gate, self.mlp_linear),
+            "mlp_output": _kernel(self.mlp_output),
+        }
+
+    def decode(self, inputs, weights, cache, cache_index, bias, cross_bias):
+        """The layer on decoder tokens at `cache_index` onwards, against
+        its caches: `call` in generation, with no dropout.
+
+        Args:
+            inputs: `[B, T, D]`.
+            weights: `decoding_weights()`.
+            cache: `(self keys, self values, cross keys, cross values)`,
+                heads first; on torch the self-attention ones are written
+                in place.
+            cache_index: Position of the first token.
+            bias: Float32 self-attention bias `[1, heads, T, max_length]`.
+            cross_bias: Float32 bias on the encoder positions, or None.
+
+        Returns:
+            `(outputs, cache)`.
+        """
+        dtype = self.compute_dtype
+        epsilon = self.layer_norm_epsilon
+        norms = weights["norms"]
+        attention = self.self_attention
+        y = rms_norm(inputs, norms[0], epsilon, dtype)
+        query, key, value = attention.project_heads(
+            y,
+            weights["self_qkv"],
+            attention.query,
+            attention.key,
+            attention.value,
+        )
+        key = write_rows(cache[0], key, cache_index, axis=2)
+        value = write_rows(cache[1], value, cache_index, axis=2)
+        y = attention.merge_heads(_attend(query, key, value, bias, dtype))
+        x = inputs + _project(attention.output_dense, weights["self_output"], y)
+
+        attention = self.cross_attention
+        y = rms_norm(x, norms[1], epsilon, dtype)
+        (query,) = attention.project_heads(
+            y, weights["cross_query"], attention.query
+        )
+        y = _attend(query, cache[2], cache[3], cross_bias, dtype)
+        y = attention.merge_heads(y)
+        x = x + _project(attention.output_dense, weights["cross_output"], y)
+
+        y = rms_norm(x, norms[2], epsilon, dtype)
+        if weights["mlp_input"] is None:
+            gate = _eager_light(self.mlp_gate, y)
+            linear = _eager_light(self.mlp_linear, y)
+        else:
+            y = y @ weights["mlp_input"]
+            gate = y[..., : self.intermediate_dim]
+            linear = y[..., self.intermediate_dim :]
+        y = ops.gelu(gate, approximate=True) * linear
+        x = x + _project(self.mlp_output, weights["mlp_output"], y)
+        return x, (key, value, cache[2], cache[3])
 
     def get_config(self):
         config = super().get_config()
@@ -526,35 +614,18 @@ class MT5Stack(keras.layers.Layer):
             inputs, bias, encoder_outputs, cross_bias, training=training
         )
 
-    def _blocks(
-        self,
-        x,
-        bias,
-        encoder_outputs,
-        cross_bias,
-        cache=None,
-        cache_index=None,
-        training=None,
-    ):
-        generating = cache is not None
+    def _blocks(self, x, bias, encoder_outputs, cross_bias, training=None):
         x = _dropout(self.dropout_layer, x, training)
-        layer_caches = []
-        for i, block in enumerate(self.blocks):
-            x, layer_cache = _run(
-                block,
-                generating,
+        for block in self.blocks:
+            x = block(
                 x,
                 self_attention_bias=bias,
                 encoder_outputs=encoder_outputs,
                 cross_attention_bias=cross_bias,
-                cache=cache[i] if generating else None,
-                cache_index=cache_index,
                 training=training,
             )
-            layer_caches.append(layer_cache)
-        x = _run(self.final_norm, generating, x)
-        x = _dropout(self.dropout_layer, x, training)
-        return (x, layer_caches) if generating else x
+        x = self.final_norm(x)
+        return _dropout(self.dropout_layer, x, training)
 
     def _check_decoder(self, method):
         if not self.is_decoder:
@@ -604,8 +675,23 @@ class MT5Stack(keras.layers.Layer):
         )
         return ops.transpose(bias)
 
+    def decoding_weights(self) -> dict:
+        """The weights `decode` reads, fetched once per decoding (see
+        `MT5Block.decoding_weights`)."""
+        self._check_decoder("decoding_weights")
+        return {
+            "blocks": [block.decoding_weights() for block in self.blocks],
+            "final_norm": ops.cast(self.final_norm.scale, "float32"),
+        }
+
     def decode(
-        self, inputs, cache, cache_index, bias_table, cross_attention_bias=None
+        self,
+        inputs,
+        cache,
+        cache_index,
+        bias_table,
+        cross_attention_bias=None,
+        weights=None,
     ):
         """Decodes embedded tokens against the caches.
 
@@ -619,24 +705,39 @@ class MT5Stack(keras.layers.Layer):
             bias_table: `causal_bias_table(max_length)`.
             cross_attention_bias: Float32 bias `[B, 1, 1, S]` on the
                 encoder positions (see `padding_bias`), or None.
+            weights: `decoding_weights()`, fetched once for many calls;
+                by default fetched here.
 
         Returns:
             `(hidden_states [B, T, D], cache)`, the cache holding the new
             tokens' keys and values.
         """
         self._check_decoder("decode")
+        weights = weights or self.decoding_weights()
         max_length = ops.shape(cache[0][0])[2]
         queries = ops.arange(ops.shape(inputs)[1])[:, None] + cache_index
         offsets = ops.arange(max_length)[None, :] - queries + max_length - 1
         bias = ops.take(bias_table, offsets, axis=1)[None]
-        return self._blocks(
-            inputs,
-            bias,
-            None,
-            cross_attention_bias,
-            cache=cache,
-            cache_index=cache_index,
+        x, caches = inputs, []
+        for block, block_weights, layer_cache in zip(
+            self.blocks, weights["blocks"], cache, strict=True
+        ):
+            x, layer_cache = block.decode(
+                x,
+                block_weights,
+                layer_cache,
+                cache_index,
+                bias,
+                cross_attention_bias,
+            )
+            caches.append(layer_cache)
+        x = rms_norm(
+            x,
+            weights["final_norm"],
+            self.layer_norm_epsilon,
+            self.compute_dtype,
         )
+        return x, caches
 
     def compute_output_spec(self, inputs, *args, **kwargs):
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
