@@ -54,10 +54,12 @@ def write_rows(buffer: Any, rows: Any, index: Any, axis: int) -> Any:
             buffer.requires_grad or rows.requires_grad
         )
         if not grad and not torch.compiler.is_compiling():
-            positions = torch.arange(
-                rows.shape[axis], device=buffer.device
-            ) + torch.as_tensor(index, device=buffer.device)
-            return buffer.index_copy_(axis, positions, rows.to(buffer.dtype))
+            rows = rows.to(buffer.dtype)
+            if isinstance(index, int):
+                buffer.narrow(axis, index, rows.shape[axis]).copy_(rows)
+                return buffer
+            positions = torch.arange(rows.shape[axis], device=buffer.device)
+            return buffer.index_copy_(axis, positions + index, rows)
     start = [0] * len(buffer.shape)
     start[axis] = index
     return ops.slice_update(buffer, start, rows)

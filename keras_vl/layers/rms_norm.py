@@ -24,9 +24,12 @@ def rms_norm(x, scale, epsilon: float, dtype: str):
     y = rms_norm(np.ones((2, 4)), np.ones(4, "float32"), 1e-6, "float32")
     ```
     """
-    x = ops.cast(x, "float32")
+    # Casts only where the dtype changes: each is a call on eager backends.
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        x = ops.cast(x, "float32")
     mean_square = ops.mean(x * x, axis=-1, keepdims=True)
-    return ops.cast(x * ops.rsqrt(mean_square + epsilon) * scale, dtype)
+    x = x * ops.rsqrt(mean_square + epsilon) * scale
+    return x if dtype == "float32" else ops.cast(x, dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_vl")

@@ -96,13 +96,17 @@ def _attend(query, key, value, bias, dtype, dropout=None, training=None):
     values `[B, H, Tk, Dh]`: unscaled scores plus the float32 `bias`, a
     float32 softmax, then the weighted values `[B, H, Tq, Dh]` in
     `dtype`."""
-    scores = ops.cast(query @ ops.swapaxes(key, -1, -2), "float32")
+    scores = query @ ops.swapaxes(key, -1, -2)
+    if dtype != "float32":
+        scores = ops.cast(scores, "float32")
     if bias is not None:
         scores = scores + bias
     weights = ops.softmax(scores, axis=-1)
     if dropout is not None:
         weights = _dropout(dropout, weights, training)
-    return ops.cast(weights, dtype) @ value
+    if dtype != "float32":
+        weights = ops.cast(weights, dtype)
+    return weights @ value
 
 
 def seq2seq_inputs() -> dict:
@@ -223,6 +227,26 @@ class MT5Attention(keras.layers.Layer):
         y = x[:, None] @ kernel
         heads = self.num_heads
         return [y[:, i * heads : (i + 1) * heads] for i in range(len(layers))]
+
+    def output_kernel(self):
+        """The output projection's kernel `[heads, head_dim, D]` in the
+        compute dtype, fetched for `merge_and_project`; None if
+        quantized."""
+        kernel = _kernel(self.output_dense)
+        if kernel is None:
+            return None
+        return ops.reshape(
+            kernel, (self.num_heads, self.key_value_dim, self.hidden_dim)
+        )
+
+    def merge_and_project(self, x, kernel):
+        """The output projection of heads `[B, heads, T, head_dim]`: one
+        contraction over heads and head width with `output_kernel()`
+        (no transpose or reshape), or merged then projected by the layer
+        when `kernel` is None."""
+        if kernel is None:
+            return _eager_light(self.output_dense, self.merge_heads(x))
+        return ops.einsum("bhtk,hkd->btd", x, kernel)
 
     def merge_heads(self, x):
         """`[B, heads, T, head_dim]` -> `[B, T, heads * head_dim]`."""
@@ -397,9 +421,9 @@ class MT5Block(keras.layers.Layer):
             "self_qkv": self_attention.heads_kernel(
                 self_attention.query, self_attention.key, self_attention.value
             ),
-            "self_output": _kernel(self_attention.output_dense),
+            "self_output": self_attention.output_kernel(),
             "cross_query": cross_attention.heads_kernel(cross_attention.query),
-            "cross_output": _kernel(cross_attention.output_dense),
+            "cross_output": cross_attention.output_kernel(),
             "mlp_input": _kernel(self.mlp_gate, self.mlp_linear),
             "mlp_output": _kernel(self.mlp_output),
         }
@@ -435,8 +459,8 @@ class MT5Block(keras.layers.Layer):
         )
         key = write_rows(cache[0], key, cache_index, axis=2)
         value = write_rows(cache[1], value, cache_index, axis=2)
-        y = attention.merge_heads(_attend(query, key, value, bias, dtype))
-        x = inputs + _project(attention.output_dense, weights["self_output"], y)
+        y = _attend(query, key, value, bias, dtype)
+        x = inputs + attention.merge_and_project(y, weights["self_output"])
 
         attention = self.cross_attention
         y = rms_norm(x, norms[1], epsilon, dtype)
@@ -444,8 +468,7 @@ class MT5Block(keras.layers.Layer):
             y, weights["cross_query"], attention.query
         )
         y = _attend(query, cache[2], cache[3], cross_bias, dtype)
-        y = attention.merge_heads(y)
-        x = x + _project(attention.output_dense, weights["cross_output"], y)
+        x = x + attention.merge_and_project(y, weights["cross_output"])
 
         y = rms_norm(x, norms[2], epsilon, dtype)
         if weights["mlp_input"] is None:
