@@ -13,6 +13,7 @@ from keras import ops
 from keras_hub.models import Seq2SeqLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
+from keras_vl.distribute.tracing import is_tracing
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
 from keras_vl.models.pali.pali_language_model import (
@@ -349,7 +350,10 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
         # Made once per call; the loop only reads them.
         bias_table = decoder.causal_bias_table(max_length)
         cross_bias = padding_bias(encoder_padding_mask)
-        weights = decoder.decoding_weights()
+        # Joined kernels save eager calls; compiled, they cost copies.
+        weights = decoder.decoding_weights(
+            fused=not is_tracing(encoder_outputs)
+        )
         cache = decoder.start_cache(encoder_outputs, max_length)
         # One pass over the given tokens seeds the self-attention cache.
         _, hidden, cache = self.call_decoder_with_cache(

@@ -403,30 +403,44 @@ class MT5Block(keras.layers.Layer):
         y = _eager_light(self.mlp_output, y)
         return x + _dropout(self.dropout_layer, y, training)
 
-    def decoding_weights(self) -> dict:
+    def decoding_weights(self, fused: bool = True) -> dict:
         """What `decode` reads, fetched once per decoding (decoder only):
-        the norm scales in float32 and the projection kernels in the
-        compute dtype, the self-attention query, key and value kernels
-        joined into one, and so the feed-forward's gate and linear ones.
-        Quantized projections are left to their layers (None)."""
-        self_attention = self.self_attention
-        cross_attention = self.cross_attention
+        the norm scales in float32 and, when `fused`, the projection
+        kernels in the compute dtype, the self-attention query, key and
+        value kernels joined into one, and so the feed-forward's gate and
+        linear ones. Projections without a kernel here (not `fused`, or
+        quantized) are left to their layers (None)."""
         norms = (
             self.self_attention_norm,
             self.cross_attention_norm,
             self.mlp_norm,
         )
-        return {
+        weights = {
             "norms": [ops.cast(norm.scale, "float32") for norm in norms],
-            "self_qkv": self_attention.heads_kernel(
+        }
+        names = (
+            "self_qkv",
+            "self_output",
+            "cross_query",
+            "cross_output",
+            "mlp_input",
+            "mlp_output",
+        )
+        if not fused:
+            return {**weights, **dict.fromkeys(names)}
+        self_attention = self.self_attention
+        cross_attention = self.cross_attention
+        kernels = (
+            self_attention.heads_kernel(
                 self_attention.query, self_attention.key, self_attention.value
             ),
-            "self_output": self_attention.output_kernel(),
-            "cross_query": cross_attention.heads_kernel(cross_attention.query),
-            "cross_output": cross_attention.output_kernel(),
-            "mlp_input": _kernel(self.mlp_gate, self.mlp_linear),
-            "mlp_output": _kernel(self.mlp_output),
-        }
+            self_attention.output_kernel(),
+            cross_attention.heads_kernel(cross_attention.query),
+            cross_attention.output_kernel(),
+            _kernel(self.mlp_gate, self.mlp_linear),
+            _kernel(self.mlp_output),
+        )
+        return {**weights, **dict(zip(names, kernels, strict=True))}
 
     def decode(self, inputs, weights, cache, cache_index, bias, cross_bias):
         """The layer on decoder tokens at `cache_index` onwards, against
@@ -698,12 +712,23 @@ class MT5Stack(keras.layers.Layer):
         )
         return ops.transpose(bias)
 
-    def decoding_weights(self) -> dict:
-        """The weights `decode` reads, fetched once per decoding (see
-        `MT5Block.decoding_weights`)."""
+    def decoding_weights(self, fused: bool = True) -> dict:
+        """The weights `decode` reads, fetched once per decoding.
+
+        Args:
+            fused: Fetch the projection kernels, joined where they share
+                an input (see `MT5Block.decoding_weights`): fewer, larger
+                calls, for eager backends where each call costs. A
+                compiler does better with the layers' own projections
+                (per-token matmuls it plans itself, no joined copies made
+                per call): pass False when tracing.
+
+        Returns:
+            A dict for `decode`.
+        """
         self._check_decoder("decoding_weights")
         return {
-            "blocks": [block.decoding_weights() for block in self.blocks],
+            "blocks": [block.decoding_weights(fused) for block in self.blocks],
             "final_norm": ops.cast(self.final_norm.scale, "float32"),
         }
 
