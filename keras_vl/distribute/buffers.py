@@ -29,8 +29,9 @@ def write_rows(buffer: Any, rows: Any, index: Any, axis: int) -> Any:
 
     Args:
         buffer: The tensor to write into.
-        rows: The values to write: `buffer`'s shape except along `axis`,
-            where it is at most as long as what is left from `index`.
+        rows: The values to write (cast to `buffer`'s dtype): `buffer`'s
+            shape except along `axis`, where it is at most as long as what
+            is left from `index`.
         index: The first position written along `axis` (int or scalar
             int tensor).
         axis: The axis the positions run along (non-negative).
@@ -62,4 +63,4 @@ def write_rows(buffer: Any, rows: Any, index: Any, axis: int) -> Any:
             return buffer.index_copy_(axis, positions + index, rows)
     start = [0] * len(buffer.shape)
     start[axis] = index
-    return ops.slice_update(buffer, start, rows)
+    return ops.slice_update(buffer, start, ops.cast(rows, buffer.dtype))

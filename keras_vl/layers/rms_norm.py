@@ -25,7 +25,10 @@ def rms_norm(x, scale, epsilon: float, dtype: str):
     ```
     """
     # Casts only where the dtype changes: each is a call on eager backends.
-    if keras.backend.standardize_dtype(x.dtype) != "float32":
+    if (
+        not ops.is_tensor(x)
+        or keras.backend.standardize_dtype(x.dtype) != "float32"
+    ):
         x = ops.cast(x, "float32")
     mean_square = ops.mean(x * x, axis=-1, keepdims=True)
     x = x * ops.rsqrt(mean_square + epsilon) * scale
