@@ -355,12 +355,27 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             fused=not is_tracing(encoder_outputs)
         )
         cache = decoder.start_cache(encoder_outputs, max_length)
-        # One pass over the given tokens seeds the self-attention cache.
-        _, hidden, cache = self.call_decoder_with_cache(
-            decoder_token_ids, cache, 0, bias_table, cross_bias, weights
-        )
         row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
+        # One pass over the given tokens seeds the self-attention cache
+        # (no logits: the sampler starts from the next step's). Eagerly,
+        # only the tokens before `index` (the decoding steps write the
+        # rest); traced, the length must be static, so all of them.
+        seed = decoder_token_ids
+        if not is_tracing(encoder_outputs):
+            seed = seed[:, : int(ops.convert_to_numpy(index))]
+        hidden, cache = decoder.decode(
+            self.backbone.language_model.embed(seed),
+            cache,
+            0,
+            bias_table,
+            cross_bias,
+            weights,
+        )
+        # The sampler's states cover every position.
+        hidden = ops.pad(
+            hidden, [[0, 0], [0, max_length - ops.shape(seed)[1]], [0, 0]]
+        )
 
         def next(prompt, cache, index):
             cache_index = index - 1
