@@ -4,6 +4,37 @@ import keras
 from keras import ops
 
 
+def rms_norm(x, scale, epsilon: float, dtype: str):
+    """`RMSNorm`'s computation with a given float32 `scale`: for code that
+    fetches the scale once and normalises many times (token-by-token
+    decoding).
+
+    Args:
+        x: Inputs `[..., D]`.
+        scale: Float32 scale `[D]`.
+        epsilon: Added to the mean square.
+        dtype: Dtype of the result.
+
+    Returns:
+        The normalised `x`, in `dtype`.
+
+    Example:
+
+    ```python
+    y = rms_norm(np.ones((2, 4)), np.ones(4, "float32"), 1e-6, "float32")
+    ```
+    """
+    # Casts only where the dtype changes: each is a call on eager backends.
+    if (
+        not ops.is_tensor(x)
+        or keras.backend.standardize_dtype(x.dtype) != "float32"
+    ):
+        x = ops.cast(x, "float32")
+    mean_square = ops.mean(x * x, axis=-1, keepdims=True)
+    x = x * ops.rsqrt(mean_square + epsilon) * scale
+    return x if dtype == "float32" else ops.cast(x, dtype)
+
+
 @keras.saving.register_keras_serializable(package="keras_vl")
 class RMSNorm(keras.layers.Layer):
     """Scales each token by the inverse root mean square of its features.
@@ -43,11 +74,12 @@ class RMSNorm(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        mean_square = ops.mean(ops.square(x), axis=-1, keepdims=True)
-        x = x * ops.rsqrt(mean_square + self.epsilon)
-        x = x * ops.cast(self.scale, "float32")
-        return ops.cast(x, self.compute_dtype)
+        return rms_norm(
+            inputs,
+            ops.cast(self.scale, "float32"),
+            self.epsilon,
+            self.compute_dtype,
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

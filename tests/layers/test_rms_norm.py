@@ -6,6 +6,7 @@ import pytest
 from conftest import to_numpy
 
 from keras_vl.layers import RMSNorm
+from keras_vl.layers.rms_norm import rms_norm
 
 
 def reference(x, scale, epsilon):
@@ -46,3 +47,15 @@ def test_config_round_trip_and_bad_epsilon():
     assert restored.epsilon == 1e-5 and restored.name == "n"
     with pytest.raises(ValueError, match="epsilon"):
         RMSNorm(epsilon=0.0)
+
+
+def test_function_with_fetched_scale_matches_layer():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 3, 8)).astype("float32")
+    scale = rng.normal(size=8).astype("float32")
+    y = rms_norm(x, keras.ops.convert_to_tensor(scale), 1e-6, "float32")
+    np.testing.assert_allclose(
+        to_numpy(y), reference(x, scale, 1e-6), rtol=1e-5, atol=1e-6
+    )
+    half = rms_norm(x, keras.ops.convert_to_tensor(scale), 1e-6, "bfloat16")
+    assert keras.backend.standardize_dtype(half.dtype) == "bfloat16"

@@ -13,9 +13,13 @@ from keras import ops
 from keras_hub.models import Seq2SeqLM
 from keras_hub.src.utils.tensor_utils import any_equal
 
+from keras_vl.distribute.tracing import is_tracing
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.pali.pali_backbone import PaLIBackbone
-from keras_vl.models.pali.pali_language_model import PaLILanguageModel
+from keras_vl.models.pali.pali_language_model import (
+    PaLILanguageModel,
+    padding_bias,
+)
 from keras_vl.models.pali.pali_preprocessor import PaLIPreprocessor
 from keras_vl.models.preprocessing import check_same_rows, check_token_ids
 from keras_vl.models.skip_non_finite_optimizer import SkipsNonFiniteSteps
@@ -286,60 +290,42 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
 
     def call_decoder_with_cache(
         self,
-        encoder_outputs,
-        encoder_padding_mask,
         decoder_token_ids,
-        self_attention_cache,
-        self_attention_cache_update_index,
-        cross_attention_cache,
-        cross_attention_cache_update_index,
+        cache,
+        cache_index,
+        bias_table,
+        cross_attention_bias,
+        weights=None,
     ):
-        """Decodes `decoder_token_ids` (the tokens from
-        `self_attention_cache_update_index` on) against the caches.
+        """Decodes `decoder_token_ids` (the tokens from `cache_index` on)
+        against the caches.
 
         Args:
-            encoder_outputs: `[B, S, D]` from `call_encoder`.
-            encoder_padding_mask: `[B, S]` from `call_encoder`.
             decoder_token_ids: `[B, T]` int tokens.
-            self_attention_cache: `[B, layers, 2, max_length, heads,
-                head_dim]`.
-            self_attention_cache_update_index: Position of the first token.
-            cross_attention_cache: `[B, layers, 2, S, heads, head_dim]`.
-            cross_attention_cache_update_index: 0 to fill the cache from
-                `encoder_outputs`, None to reuse it.
+            cache: Per decoder layer, the self-attention keys and values
+                `[B, heads, max_length, head_dim]` and the cross-attention
+                ones `[B, heads, S, head_dim]` (see
+                `MT5Stack.start_cache`); updated in place on torch.
+            cache_index: Position of the first token.
+            bias_table: The decoder's `causal_bias_table(max_length)`.
+            cross_attention_bias: `[B, 1, 1, S]` float32 bias hiding the
+                encoder's padding.
+            weights: The decoder's `decoding_weights()`, fetched once per
+                decoding; by default fetched here.
 
         Returns:
-            `(logits, hidden_states, self_attention_cache,
-            cross_attention_cache)`.
+            `(logits, hidden_states, cache)`.
         """
         language = self.backbone.language_model
-        hidden, self_attention_cache, cross_attention_cache = language.decoder(
-            language.token_embedding(decoder_token_ids),
-            encoder_outputs=encoder_outputs,
-            encoder_padding_mask=encoder_padding_mask,
-            self_attention_cache=self_attention_cache,
-            self_attention_cache_index=self_attention_cache_update_index,
-            cross_attention_cache=cross_attention_cache,
-            cross_attention_cache_index=cross_attention_cache_update_index,
+        hidden, cache = language.decoder.decode(
+            language.embed(decoder_token_ids),
+            cache,
+            cache_index,
+            bias_table,
+            cross_attention_bias,
+            weights,
         )
-        logits = language.lm_head(hidden)
-        return logits, hidden, self_attention_cache, cross_attention_cache
-
-    def _initialize_cache(self, encoder_outputs, decoder_token_ids):
-        language = self.backbone.language_model
-        batch_size = ops.shape(encoder_outputs)[0]
-        shape = [
-            batch_size,
-            language.num_decoder_layers,
-            2,
-            ops.shape(decoder_token_ids)[1],
-            language.num_heads,
-            language.key_value_dim,
-        ]
-        self_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
-        shape[3] = ops.shape(encoder_outputs)[1]
-        cross_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
-        return self_attention_cache, cross_attention_cache
+        return language.logits(hidden), hidden, cache
 
     def generate_step(self, inputs, stop_token_ids=None):
         """One compilable generation pass over a batch of model inputs.
@@ -359,55 +345,63 @@ class PaLI(SkipsNonFiniteSteps, FinitePresets, Seq2SeqLM):
             inputs["encoder_token_ids"],
             inputs["encoder_padding_mask"],
         )
-        self_attention_cache, cross_attention_cache = self._initialize_cache(
-            encoder_outputs, decoder_token_ids
+        decoder = self.backbone.language_model.decoder
+        max_length = ops.shape(decoder_token_ids)[1]
+        # Made once per call; the loop only reads them.
+        bias_table = decoder.causal_bias_table(max_length)
+        cross_bias = padding_bias(encoder_padding_mask)
+        # Joined kernels save eager calls; compiled, they cost copies.
+        weights = decoder.decoding_weights(
+            fused=not is_tracing(encoder_outputs)
         )
-        # One pass over the given tokens seeds both caches.
-        _, hidden, self_attention_cache, cross_attention_cache = (
-            self.call_decoder_with_cache(
-                encoder_outputs,
-                encoder_padding_mask,
-                decoder_token_ids,
-                self_attention_cache,
-                0,
-                cross_attention_cache,
-                0,
-            )
-        )
+        cache = decoder.start_cache(encoder_outputs, max_length)
         row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
         index = ops.min(row_lengths)
+        # One pass over the given tokens seeds the self-attention cache
+        # (no logits: the sampler starts from the next step's). Eagerly,
+        # only the tokens before `index` (the decoding steps write the
+        # rest); traced, the length must be static, so all of them.
+        seed = decoder_token_ids
+        if not is_tracing(encoder_outputs):
+            seed = seed[:, : int(ops.convert_to_numpy(index))]
+        hidden, cache = decoder.decode(
+            self.backbone.language_model.embed(seed),
+            cache,
+            0,
+            bias_table,
+            cross_bias,
+            weights,
+        )
+        # The sampler's states cover every position.
+        hidden = ops.pad(
+            hidden, [[0, 0], [0, max_length - ops.shape(seed)[1]], [0, 0]]
+        )
 
         def next(prompt, cache, index):
             cache_index = index - 1
             batch_size = ops.shape(prompt)[0]
             prompt = ops.slice(prompt, [0, cache_index], [batch_size, 1])
-            # The encoder tensors ride in the cache, so that beam search
-            # repeats them per beam.
-            self_cache, encoded, encoded_mask, cross_cache = cache
-            logits, hidden, self_cache, _ = self.call_decoder_with_cache(
-                encoded,
-                encoded_mask,
+            # The per-row bias rides in the cache, so that beam search
+            # repeats it per beam.
+            cross_bias, layer_caches = cache
+            logits, hidden, layer_caches = self.call_decoder_with_cache(
                 prompt,
-                self_cache,
+                layer_caches,
                 cache_index,
-                cross_cache,
-                None,
+                bias_table,
+                cross_bias,
+                weights,
             )
             return (
                 ops.squeeze(logits, axis=1),
                 ops.squeeze(hidden, axis=1),
-                (self_cache, encoded, encoded_mask, cross_cache),
+                (cross_bias, layer_caches),
             )
 
         decoder_token_ids = self.sampler(
             next=next,
             prompt=decoder_token_ids,
-            cache=(
-                self_attention_cache,
-                encoder_outputs,
-                encoder_padding_mask,
-                cross_attention_cache,
-            ),
+            cache=(cross_bias, cache),
             index=index,
             mask=decoder_padding_mask,
             stop_token_ids=stop_token_ids,

@@ -27,7 +27,9 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
     T5MultiHeadAttention,
 )
 
+from keras_vl.distribute.buffers import write_rows
 from keras_vl.layers import RMSNorm, rematerialized_call
+from keras_vl.layers.rms_norm import rms_norm
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import MT5_RULES, ParallelLayouts
 from keras_vl.models.rematerializable import (
@@ -62,17 +64,54 @@ def _dropout(layer: keras.layers.Dropout, x, training):
 
 
 def _eager_light(layer: keras.Layer, x):
-    """`layer(x)` for a bias-free float `Dense` or an `RMSNorm`, without
-    Keras's per-call machinery (name scopes, autocasting, masks): one
-    decoded token makes about 70 such calls, whose overhead on an eager
-    backend (torch) outweighs the token's matmuls. Quantized layers take
-    the usual path."""
+    """`layer(x)` for a bias-free float `Dense`, an `Embedding` or an
+    `RMSNorm`, without Keras's per-call machinery (name scopes, autocasting,
+    masks): one decoded token makes about 70 such calls, whose overhead on
+    an eager backend (torch) outweighs the token's matmuls. Quantized
+    layers take the usual path."""
     if isinstance(layer, RMSNorm):
         return layer.call(x)
     if layer.quantization_mode is not None:
         return layer(x)
+    if isinstance(layer, keras.layers.Embedding):
+        return layer.call(x)
     dtype = layer.compute_dtype
     return ops.matmul(ops.cast(x, dtype), ops.cast(layer.kernel, dtype))
+
+
+def _kernel(*layers):
+    """The kernels of float bias-free `Dense` layers, joined along the
+    output axis as one tensor in their compute dtype: fetched once per
+    decoding instead of per token. None if any layer is quantized (it is
+    then called as a layer)."""
+    if any(layer.quantization_mode is not None for layer in layers):
+        return None
+    dtype = layers[0].compute_dtype
+    kernels = [ops.cast(layer.kernel, dtype) for layer in layers]
+    return kernels[0] if len(kernels) == 1 else ops.concatenate(kernels, -1)
+
+
+def _project(layer: keras.Layer, kernel, x):
+    """`layer(x)`, with `kernel` from `_kernel(layer)` when it has one."""
+    return _eager_light(layer, x) if kernel is None else x @ kernel
+
+
+def _attend(query, key, value, bias, dtype, dropout=None, training=None):
+    """Attention of heads-first queries `[B, H, Tq, Dh]` over keys and
+    values `[B, H, Tk, Dh]`: unscaled scores plus the float32 `bias`, a
+    float32 softmax, then the weighted values `[B, H, Tq, Dh]` in
+    `dtype`."""
+    scores = query @ ops.swapaxes(key, -1, -2)
+    if dtype != "float32":
+        scores = ops.cast(scores, "float32")
+    if bias is not None:
+        scores = scores + bias
+    weights = ops.softmax(scores, axis=-1)
+    if dropout is not None:
+        weights = _dropout(dropout, weights, training)
+    if dtype != "float32":
+        weights = ops.cast(weights, dtype)
+    return weights @ value
 
 
 def seq2seq_inputs() -> dict:
@@ -89,6 +128,13 @@ def seq2seq_inputs() -> dict:
     return inputs
 
 
+def padding_bias(padding_mask):
+    """Float32 attention bias `[B, 1, 1, T]` that hides the padded keys of
+    `padding_mask` `[B, T]`."""
+    keys = ops.cast(padding_mask, "bool")
+    return ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
+
+
 @keras.saving.register_keras_serializable(package="keras_vl")
 class MT5Attention(keras.layers.Layer):
     """mT5 multi-head attention, self or cross, with a key/value cache.
@@ -97,14 +143,10 @@ class MT5Attention(keras.layers.Layer):
     query initialisation); the position bias and mask arrive as one float32
     `bias` added to the scores, and the softmax runs in float32.
 
-    Three ways to get keys and values:
-
-    - no `cache`: projected from `key_value_states` (or the inputs);
-    - `cache` and `cache_index`: projected from the inputs and written into
-      the cache at `cache_index` (decoder self-attention during generation,
-      or filling a cross-attention cache with index 0);
-    - `cache` without `cache_index`: read from the cache as it is (the
-      encoder's keys and values, projected once per input).
+    Generation reads its keys and values from caches instead (see
+    `MT5Block.decode`): `keys_and_values` makes a cross-attention cache,
+    `heads_kernel` and `project_heads` project a token's queries, keys and
+    values with kernels fetched once per decoding.
 
     Args:
         hidden_dim: Width of the inputs and outputs.
@@ -117,7 +159,7 @@ class MT5Attention(keras.layers.Layer):
 
     ```python
     attention = MT5Attention(hidden_dim=32, num_heads=4, key_value_dim=8)
-    y, _ = attention(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    y = attention(np.ones((2, 5, 32), "float32"))  # (2, 5, 32)
     ```
     """
 
@@ -159,46 +201,80 @@ class MT5Attention(keras.layers.Layer):
         )
 
     def _heads(self, x):
+        """`[B, T, heads * head_dim]` -> `[B, heads, T, head_dim]`."""
         batch_size = ops.shape(x)[0]
+        x = ops.reshape(x, (batch_size, -1, self.num_heads, self.key_value_dim))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def keys_and_values(self, source):
+        """Keys and values of `source` `[B, T, D]`, each `[B, heads, T,
+        head_dim]`: a cross-attention cache."""
+        return tuple(self.project_heads(source, None, self.key, self.value))
+
+    def heads_kernel(self, *layers):
+        """The kernels of `layers` (this layer's projections), fetched for
+        `project_heads`: `[len(layers) * heads, D, head_dim]` in the
+        compute dtype, or None if any is quantized."""
+        kernel = _kernel(*layers)
+        if kernel is None:
+            return None
+        count = len(layers) * self.num_heads
+        kernel = ops.reshape(kernel, (-1, count, self.key_value_dim))
+        return ops.transpose(kernel, (1, 0, 2))
+
+    def project_heads(self, x, kernel, *layers):
+        """The projections of `x` `[B, T, D]` by `layers`, each `[B,
+        heads, T, head_dim]`: one batched matmul with
+        `heads_kernel(*layers)` (no reshape), or one call per layer when
+        `kernel` is None."""
+        if kernel is None:
+            return [self._heads(_eager_light(layer, x)) for layer in layers]
+        y = x[:, None] @ kernel
+        heads = self.num_heads
+        return [y[:, i * heads : (i + 1) * heads] for i in range(len(layers))]
+
+    def output_kernel(self):
+        """The output projection's kernel `[heads, head_dim, D]` in the
+        compute dtype, fetched for `merge_and_project`; None if
+        quantized."""
+        kernel = _kernel(self.output_dense)
+        if kernel is None:
+            return None
         return ops.reshape(
-            x, (batch_size, -1, self.num_heads, self.key_value_dim)
+            kernel, (self.num_heads, self.key_value_dim, self.hidden_dim)
         )
 
-    def call(
-        self,
-        inputs,
-        key_value_states=None,
-        bias=None,
-        cache=None,
-        cache_index=None,
-        training=None,
-    ):
-        source = inputs if key_value_states is None else key_value_states
-        query = self._heads(_eager_light(self.query, inputs))
-        if cache is not None and cache_index is None:
-            key, value = cache[:, 0], cache[:, 1]
-        else:
-            key = self._heads(_eager_light(self.key, source))
-            value = self._heads(_eager_light(self.value, source))
-            if cache is not None:
-                # One update writes the new rows of both halves in place.
-                rows = ops.stack([key, value], axis=1)
-                start = [0, 0, cache_index, 0, 0]
-                cache = ops.slice_update(cache, start, rows)
-                key, value = cache[:, 0], cache[:, 1]
-        scores = ops.einsum("bqhd,bkhd->bhqk", query, key)
-        scores = ops.cast(scores, "float32")
-        if bias is not None:
-            scores = scores + bias
-        weights = ops.softmax(scores, axis=-1)
-        weights = _dropout(self.dropout_layer, weights, training)
-        weights = ops.cast(weights, self.compute_dtype)
-        x = ops.einsum("bhqk,bkhd->bqhd", weights, value)
+    def merge_and_project(self, x, kernel):
+        """The output projection of heads `[B, heads, T, head_dim]`: one
+        contraction over heads and head width with `output_kernel()`
+        (no transpose or reshape), or merged then projected by the layer
+        when `kernel` is None."""
+        if kernel is None:
+            return _eager_light(self.output_dense, self.merge_heads(x))
+        return ops.einsum("bhtk,hkd->btd", x, kernel)
+
+    def merge_heads(self, x):
+        """`[B, heads, T, head_dim]` -> `[B, T, heads * head_dim]`."""
+        x = ops.transpose(x, (0, 2, 1, 3))
         batch_size = ops.shape(x)[0]
-        x = ops.reshape(
+        return ops.reshape(
             x, (batch_size, -1, self.num_heads * self.key_value_dim)
         )
-        return _eager_light(self.output_dense, x), cache
+
+    def call(self, inputs, key_value_states=None, bias=None, training=None):
+        source = inputs if key_value_states is None else key_value_states
+        key, value = self.keys_and_values(source)
+        (query,) = self.project_heads(inputs, None, self.query)
+        x = _attend(
+            query,
+            key,
+            value,
+            bias,
+            self.compute_dtype,
+            self.dropout_layer,
+            training,
+        )
+        return _eager_light(self.output_dense, self.merge_heads(x))
 
     def get_config(self):
         config = super().get_config()
@@ -232,7 +308,7 @@ class MT5Block(keras.layers.Layer):
 
     ```python
     block = MT5Block(32, 64, num_heads=4, key_value_dim=8)
-    y, _, _ = block(np.ones((2, 5, 32), "float32"))  # y: (2, 5, 32)
+    y = block(np.ones((2, 5, 32), "float32"))  # (2, 5, 32)
     ```
     """
 
@@ -307,28 +383,20 @@ class MT5Block(keras.layers.Layer):
         self_attention_bias=None,
         encoder_outputs=None,
         cross_attention_bias=None,
-        self_attention_cache=None,
-        self_attention_cache_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_index=None,
         training=None,
     ):
         x = inputs
-        y, self_attention_cache = self.self_attention(
+        y = self.self_attention(
             _eager_light(self.self_attention_norm, x),
             bias=self_attention_bias,
-            cache=self_attention_cache,
-            cache_index=self_attention_cache_index,
             training=training,
         )
         x = x + _dropout(self.dropout_layer, y, training)
         if self.is_decoder:
-            y, cross_attention_cache = self.cross_attention(
+            y = self.cross_attention(
                 _eager_light(self.cross_attention_norm, x),
                 key_value_states=encoder_outputs,
                 bias=cross_attention_bias,
-                cache=cross_attention_cache,
-                cache_index=cross_attention_cache_index,
                 training=training,
             )
             x = x + _dropout(self.dropout_layer, y, training)
@@ -338,8 +406,100 @@ class MT5Block(keras.layers.Layer):
         ) * _eager_light(self.mlp_linear, y)
         y = _dropout(self.dropout_layer, y, training)
         y = _eager_light(self.mlp_output, y)
-        x = x + _dropout(self.dropout_layer, y, training)
-        return x, self_attention_cache, cross_attention_cache
+        return x + _dropout(self.dropout_layer, y, training)
+
+    def decoding_weights(self, fused: bool = True) -> dict:
+        """What `decode` reads, fetched once per decoding (decoder only):
+        the norm scales in float32 and, when `fused`, the projection
+        kernels in the compute dtype, the self-attention query, key and
+        value kernels joined into one, and so the feed-forward's gate and
+        linear ones. Projections without a kernel here (not `fused`, or
+        quantized) are left to their layers (None)."""
+        norms = (
+            self.self_attention_norm,
+            self.cross_attention_norm,
+            self.mlp_norm,
+        )
+        weights = {
+            "norms": [ops.cast(norm.scale, "float32") for norm in norms],
+        }
+        names = (
+            "self_qkv",
+            "self_output",
+            "cross_query",
+            "cross_output",
+            "mlp_input",
+            "mlp_output",
+        )
+        if not fused:
+            return {**weights, **dict.fromkeys(names)}
+        self_attention = self.self_attention
+        cross_attention = self.cross_attention
+        kernels = (
+            self_attention.heads_kernel(
+                self_attention.query, self_attention.key, self_attention.value
+            ),
+            self_attention.output_kernel(),
+            cross_attention.heads_kernel(cross_attention.query),
+            cross_attention.output_kernel(),
+            _kernel(self.mlp_gate, self.mlp_linear),
+            _kernel(self.mlp_output),
+        )
+        return {**weights, **dict(zip(names, kernels, strict=True))}
+
+    def decode(self, inputs, weights, cache, cache_index, bias, cross_bias):
+        """The layer on decoder tokens at `cache_index` onwards, against
+        its caches: `call` in generation, with no dropout.
+
+        Args:
+            inputs: `[B, T, D]`.
+            weights: `decoding_weights()`.
+            cache: `(self keys, self values, cross keys, cross values)`,
+                heads first; on torch the self-attention ones are written
+                in place.
+            cache_index: Position of the first token.
+            bias: Float32 self-attention bias `[1, heads, T, max_length]`.
+            cross_bias: Float32 bias on the encoder positions, or None.
+
+        Returns:
+            `(outputs, cache)`.
+        """
+        dtype = self.compute_dtype
+        epsilon = self.layer_norm_epsilon
+        norms = weights["norms"]
+        attention = self.self_attention
+        y = rms_norm(inputs, norms[0], epsilon, dtype)
+        query, key, value = attention.project_heads(
+            y,
+            weights["self_qkv"],
+            attention.query,
+            attention.key,
+            attention.value,
+        )
+        key = write_rows(cache[0], key, cache_index, axis=2)
+        value = write_rows(cache[1], value, cache_index, axis=2)
+        y = _attend(query, key, value, bias, dtype)
+        x = inputs + attention.merge_and_project(y, weights["self_output"])
+
+        attention = self.cross_attention
+        y = rms_norm(x, norms[1], epsilon, dtype)
+        (query,) = attention.project_heads(
+            y, weights["cross_query"], attention.query
+        )
+        y = _attend(query, cache[2], cache[3], cross_bias, dtype)
+        x = x + attention.merge_and_project(y, weights["cross_output"])
+
+        y = rms_norm(x, norms[2], epsilon, dtype)
+        if weights["mlp_input"] is None:
+            gate = _eager_light(self.mlp_gate, y)
+            linear = _eager_light(self.mlp_linear, y)
+        else:
+            y = y @ weights["mlp_input"]
+            gate = y[..., : self.intermediate_dim]
+            linear = y[..., self.intermediate_dim :]
+        y = ops.gelu(gate, approximate=True) * linear
+        x = x + _project(self.mlp_output, weights["mlp_output"], y)
+        return x, (key, value, cache[2], cache[3])
 
     def get_config(self):
         config = super().get_config()
@@ -366,11 +526,10 @@ class MT5Stack(keras.layers.Layer):
     masks causally. The first layer's relative position bias table belongs
     to the stack: the bias is computed once and shared by every layer.
 
-    With caches (decoder only; `[B, num_layers, 2, T, heads, head_dim]`),
-    the inputs are the tokens at `self_attention_cache_index` onwards and
-    the call returns `(outputs, self_attention_cache,
-    cross_attention_cache)`; `cross_attention_cache_index=0` fills the
-    cross-attention cache from `encoder_outputs`, `None` reuses it.
+    For generation (decoder only), `start_cache` makes the per-layer
+    key/value caches, `causal_bias_table` the position bias of every
+    query-key offset once per decoding, and `decode` runs the tokens at a
+    cache index against them.
 
     Args:
         num_layers: Depth.
@@ -457,21 +616,27 @@ class MT5Stack(keras.layers.Layer):
             block.build((None, None, self.hidden_dim))
         self.final_norm.build((None, None, self.hidden_dim))
 
-    def position_bias(self, query_length, key_length, query_offset=0):
-        """Relative position bias `[1, heads, query, key]` in float32, for
-        queries starting at position `query_offset`."""
-        queries = ops.arange(query_length)[:, None] + query_offset
-        keys = ops.arange(key_length)[None, :]
+    def _bias_of(self, relative):
+        """The learned bias `[..., heads]` (float32) of relative positions
+        (key minus query)."""
         buckets = T5MultiHeadAttention._relative_position_bucket(
-            ops.cast(keys - queries, "int32"),
+            ops.cast(relative, "int32"),
             bidirectional=not self.is_decoder,
             num_buckets=self.num_buckets,
             max_distance=self.max_distance,
         )
-        bias = ops.take(
+        return ops.take(
             ops.cast(self.relative_attention_bias, "float32"), buckets, axis=0
         )
-        return ops.expand_dims(ops.transpose(bias, (2, 0, 1)), 0)
+
+    def position_bias(self, query_length, key_length):
+        """Relative position bias `[1, heads, query, key]` in float32."""
+        relative = (
+            ops.arange(key_length)[None, :] - ops.arange(query_length)[:, None]
+        )
+        return ops.expand_dims(
+            ops.transpose(self._bias_of(relative), (2, 0, 1)), 0
+        )
 
     def call(
         self,
@@ -479,76 +644,169 @@ class MT5Stack(keras.layers.Layer):
         padding_mask=None,
         encoder_outputs=None,
         encoder_padding_mask=None,
-        self_attention_cache=None,
-        self_attention_cache_index=None,
-        cross_attention_cache=None,
-        cross_attention_cache_index=None,
         training=None,
     ):
-        query_length = ops.shape(inputs)[1]
-        cached = self_attention_cache is not None
-        if cached and not self.is_decoder:
-            raise ValueError("Only a decoder stack takes caches.")
-        key_length = (
-            ops.shape(self_attention_cache)[3] if cached else query_length
-        )
-        offset = self_attention_cache_index if cached else 0
-        bias = self.position_bias(query_length, key_length, offset)
+        length = ops.shape(inputs)[1]
+        bias = self.position_bias(length, length)
         visible = None
         if self.is_decoder:
-            queries = ops.arange(query_length)[:, None] + offset
-            visible = ops.arange(key_length)[None, :] <= queries
-            visible = visible[None]
-        if padding_mask is not None and not cached:
+            positions = ops.arange(length)
+            visible = (positions[None, :] <= positions[:, None])[None]
+        if padding_mask is not None:
             keys = ops.cast(padding_mask, "bool")[:, None, :]
             visible = keys if visible is None else visible & keys
         if visible is not None:
             bias = bias + ops.where(visible, 0.0, MASK_VALUE)[:, None]
         cross_bias = None
         if encoder_padding_mask is not None:
-            keys = ops.cast(encoder_padding_mask, "bool")
-            cross_bias = ops.where(keys, 0.0, MASK_VALUE)[:, None, None, :]
+            cross_bias = padding_bias(encoder_padding_mask)
+        return self._blocks(
+            inputs, bias, encoder_outputs, cross_bias, training=training
+        )
 
-        x = _dropout(self.dropout_layer, inputs, training)
-        self_caches, cross_caches = [], []
+    def _blocks(self, x, bias, encoder_outputs, cross_bias, training=None):
+        x = _dropout(self.dropout_layer, x, training)
         call = keras.Layer.__call__
-        if self.remat and not cached:
+        if self.remat:
             call = rematerialized_call
             # The recomputation may run outside this call: explicit flag.
             training = bool(training)
-        for i, block in enumerate(self.blocks):
-            x, self_cache, cross_cache = call(
+        for block in self.blocks:
+            x = call(
                 block,
                 x,
                 self_attention_bias=bias,
                 encoder_outputs=encoder_outputs,
                 cross_attention_bias=cross_bias,
-                self_attention_cache=(
-                    self_attention_cache[:, i] if cached else None
-                ),
-                self_attention_cache_index=self_attention_cache_index,
-                cross_attention_cache=(
-                    None
-                    if cross_attention_cache is None
-                    else cross_attention_cache[:, i]
-                ),
-                cross_attention_cache_index=cross_attention_cache_index,
                 training=training,
             )
-            self_caches.append(self_cache)
-            cross_caches.append(cross_cache)
         x = self.final_norm(x)
-        x = _dropout(self.dropout_layer, x, training)
-        if not cached:
-            return x
-        if cross_attention_cache is not None:
-            if cross_attention_cache_index is not None:
-                cross_attention_cache = ops.stack(cross_caches, axis=1)
-        return x, ops.stack(self_caches, axis=1), cross_attention_cache
+        return _dropout(self.dropout_layer, x, training)
+
+    def _check_decoder(self, method):
+        if not self.is_decoder:
+            raise ValueError(
+                f"`{method}` is for a decoder stack; this one is an encoder "
+                "(`is_decoder=False`)."
+            )
+
+    def start_cache(self, encoder_outputs, max_length):
+        """The caches to decode up to `max_length` tokens.
+
+        Args:
+            encoder_outputs: The encoder's output `[B, S, D]`.
+            max_length: Decoder positions to hold.
+
+        Returns:
+            Per layer, `(self keys, self values, cross keys, cross values)`:
+            zeros `[B, heads, max_length, head_dim]` for self-attention and
+            the keys and values of `encoder_outputs` `[B, heads, S,
+            head_dim]`, computed once.
+        """
+        self._check_decoder("start_cache")
+        shape = (
+            ops.shape(encoder_outputs)[0],
+            self.num_heads,
+            max_length,
+            self.key_value_dim,
+        )
+        return [
+            # One buffer each: torch writes them in place.
+            (
+                ops.zeros(shape, self.compute_dtype),
+                ops.zeros(shape, self.compute_dtype),
+                *block.cross_attention.keys_and_values(encoder_outputs),
+            )
+            for block in self.blocks
+        ]
+
+    def causal_bias_table(self, max_length):
+        """The self-attention bias of every query-key offset, causal mask
+        included, computed once per decoding: float32 `[heads, 2 *
+        max_length - 1]`, entry `max_length - 1 + key - query`."""
+        self._check_decoder("causal_bias_table")
+        relative = ops.arange(1 - max_length, max_length)
+        bias = ops.where(
+            relative[:, None] > 0, MASK_VALUE, self._bias_of(relative)
+        )
+        return ops.transpose(bias)
+
+    def decoding_weights(self, fused: bool = True) -> dict:
+        """The weights `decode` reads, fetched once per decoding.
+
+        Args:
+            fused: Fetch the projection kernels, joined where they share
+                an input (see `MT5Block.decoding_weights`): fewer, larger
+                calls, for eager backends where each call costs. A
+                compiler does better with the layers' own projections
+                (per-token matmuls it plans itself, no joined copies made
+                per call): pass False when tracing.
+
+        Returns:
+            A dict for `decode`.
+        """
+        self._check_decoder("decoding_weights")
+        return {
+            "blocks": [block.decoding_weights(fused) for block in self.blocks],
+            "final_norm": ops.cast(self.final_norm.scale, "float32"),
+        }
+
+    def decode(
+        self,
+        inputs,
+        cache,
+        cache_index,
+        bias_table,
+        cross_attention_bias=None,
+        weights=None,
+    ):
+        """Decodes embedded tokens against the caches.
+
+        Args:
+            inputs: Embedded decoder tokens `[B, T, D]`, those at positions
+                `cache_index` onwards.
+            cache: From `start_cache` (or a previous `decode`). On torch
+                it is updated in place.
+            cache_index: Position of the first token (int or scalar
+                tensor).
+            bias_table: `causal_bias_table(max_length)`.
+            cross_attention_bias: Float32 bias `[B, 1, 1, S]` on the
+                encoder positions (see `padding_bias`), or None.
+            weights: `decoding_weights()`, fetched once for many calls;
+                by default fetched here.
+
+        Returns:
+            `(hidden_states [B, T, D], cache)`, the cache holding the new
+            tokens' keys and values.
+        """
+        self._check_decoder("decode")
+        weights = weights or self.decoding_weights()
+        max_length = ops.shape(cache[0][0])[2]
+        queries = ops.arange(ops.shape(inputs)[1])[:, None] + cache_index
+        offsets = ops.arange(max_length)[None, :] - queries + max_length - 1
+        bias = ops.take(bias_table, offsets, axis=1)[None]
+        x, caches = inputs, []
+        for block, block_weights, layer_cache in zip(
+            self.blocks, weights["blocks"], cache, strict=True
+        ):
+            x, layer_cache = block.decode(
+                x,
+                block_weights,
+                layer_cache,
+                cache_index,
+                bias,
+                cross_attention_bias,
+            )
+            caches.append(layer_cache)
+        x = rms_norm(
+            x,
+            weights["final_norm"],
+            self.layer_norm_epsilon,
+            self.compute_dtype,
+        )
+        return x, caches
 
     def compute_output_spec(self, inputs, *args, **kwargs):
-        if kwargs.get("self_attention_cache") is not None:
-            return super().compute_output_spec(inputs, *args, **kwargs)
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
 
     def get_config(self):
@@ -740,9 +998,13 @@ class PaLILanguageModel(
     def remat_stacks(self) -> list:
         return [self.encoder, self.decoder]
 
+    def embed(self, token_ids):
+        """Token embeddings of `token_ids` (the table both stacks share)."""
+        return _eager_light(self.token_embedding, token_ids)
+
     def logits(self, hidden_states):
         """Vocabulary logits of decoder states (the untied `lm_head`)."""
-        return self.lm_head(hidden_states)
+        return _eager_light(self.lm_head, hidden_states)
 
     def get_config(self):
         config = super().get_config()
