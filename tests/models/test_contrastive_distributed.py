@@ -448,10 +448,14 @@ def test_jax_data_parallel_matches_single_device(loss):
     _check(report, loss)
 
 
+# CLIPPO's softmax step under MirroredStrategy is in the families test;
+# here the sigmoid one, with positives and a NaN batch, in every run.
 @pytest.mark.skipif(
     backend() != "tensorflow", reason="tf.distribute runs on TensorFlow only"
 )
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize(
+    "loss", [pytest.param("softmax", marks=pytest.mark.slow), "sigmoid"]
+)
 def test_tf_mirrored_strategy_matches_single_device(loss):
     report = _run_report(
         "_report_tf_mirrored", loss, {"KERAS_BACKEND": "tensorflow"}
