@@ -114,6 +114,19 @@ def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     return keras.tree.pack_sequence_as(structure["outputs"], flat)
 
 
+def block_caller(remat: bool, training):
+    """`(call, training)` for a stack's blocks: `call(block, ...)` runs a
+    block plainly, or rematerialised when `remat` is set.
+
+    The recomputation of a rematerialised block may run outside the
+    stack's call (torch runs it in the backward pass), so its `training`
+    flag is made an explicit bool.
+    """
+    if not remat:
+        return keras.Layer.__call__, training
+    return rematerialized_call, bool(training)
+
+
 def _pick(items, mask) -> list:
     return [x for x, keep in zip(items, mask, strict=True) if keep]
 

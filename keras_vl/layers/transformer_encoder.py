@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import keras
 
-from keras_vl.layers.remat import rematerialized_call
+from keras_vl.layers.remat import block_caller
 from keras_vl.layers.transformer_encoder_block import TransformerEncoderBlock
 
 # (width, depth, mlp_dim, num_heads) of big_vision's named sizes, shared by
@@ -201,12 +201,7 @@ class TransformerEncoder(keras.layers.Layer):
             attention_mask: Optional boolean mask, `True` = may attend.
             training: Whether dropout (and noisy routing) is active.
         """
-        call = keras.Layer.__call__
-        if self.remat:
-            call = rematerialized_call
-            # The recomputation may run outside this call (torch runs it in
-            # the backward pass): the flag must be explicit.
-            training = bool(training)
+        call, training = block_caller(self.remat, training)
         for block in self.blocks:
             tokens = call(
                 block,

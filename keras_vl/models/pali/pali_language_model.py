@@ -28,7 +28,8 @@ from keras_hub.src.models.t5.t5_multi_head_attention import (
 )
 
 from keras_vl.distribute.buffers import write_rows
-from keras_vl.layers import RMSNorm, rematerialized_call
+from keras_vl.layers import RMSNorm
+from keras_vl.layers.remat import block_caller
 from keras_vl.layers.rms_norm import rms_norm
 from keras_vl.models.finite_presets import FinitePresets
 from keras_vl.models.parallel_layouts import MT5_RULES, ParallelLayouts
@@ -666,11 +667,7 @@ class MT5Stack(keras.layers.Layer):
 
     def _blocks(self, x, bias, encoder_outputs, cross_bias, training=None):
         x = _dropout(self.dropout_layer, x, training)
-        call = keras.Layer.__call__
-        if self.remat:
-            call = rematerialized_call
-            # The recomputation may run outside this call: explicit flag.
-            training = bool(training)
+        call, training = block_caller(self.remat, training)
         for block in self.blocks:
             x = call(
                 block,
