@@ -6,9 +6,11 @@ compiler hints (`keras_vl.distribute.compiler`), the pieces of a skippable
 training step (`keras_vl.distribute.steps`), and, for the library's own
 layers, tracing state (`keras_vl.distribute.tracing`), cached XLA programs
 (`keras_vl.distribute.xla_cache`), TensorFlow graph interop for `tf.data`
-(`keras_vl.distribute.tf_interop`) and the gradients of an accumulated
-contrastive step (`keras_vl.distribute.accumulation`). Those last four are
-internal helpers, imported from their modules rather than exported here.
+(`keras_vl.distribute.tf_interop`), the gradients of an accumulated
+contrastive step (`keras_vl.distribute.accumulation`) and the JAX ring of
+the sigmoid loss (`keras_vl.distribute.ring`, used by `keras_vl.losses`).
+Those last five are internal helpers, imported from their modules rather
+than exported here.
 """
 
 from keras_vl.distribute.compiler import materialize_gradient

@@ -2,12 +2,16 @@
 entropy losses on routing distributions."""
 
 from keras_vl.losses.contrastive import (
+    EXCHANGES,
+    check_exchange,
     contrastive_accuracy,
     contrastive_logits,
+    global_contrastive_accuracy,
     image_to_text_accuracy,
     logit_scale_from_log,
     positive_mask,
     sigmoid_contrastive_loss,
+    sigmoid_contrastive_loss_and_accuracy,
     softmax_contrastive_loss,
     text_to_image_accuracy,
 )
@@ -20,9 +24,12 @@ from keras_vl.losses.moe import (
 )
 
 __all__ = [
+    "EXCHANGES",
     "check_entropy_threshold",
+    "check_exchange",
     "contrastive_accuracy",
     "contrastive_logits",
+    "global_contrastive_accuracy",
     "global_entropy_loss",
     "image_to_text_accuracy",
     "local_entropy_loss",
@@ -30,6 +37,7 @@ __all__ = [
     "positive_mask",
     "routing_entropy",
     "sigmoid_contrastive_loss",
+    "sigmoid_contrastive_loss_and_accuracy",
     "softmax_contrastive_loss",
     "text_to_image_accuracy",
     "thresholded_global_entropy_loss",

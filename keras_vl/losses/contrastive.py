@@ -36,6 +36,12 @@ gradient. This is the scaling Keras' TF trainer expects from
 `compute_loss`: its own `keras.losses.Loss` objects are multiplied by
 `1 / num_replicas` for the same reason, and the trainer multiplies the
 reported loss back by `num_replicas` before averaging it for the logs.
+
+Ring exchange. Under a JAX distribution, the plain sigmoid loss has XLA
+all-gather every text embedding onto every device and hold `[B / n, B]`
+logits there. `exchange="ring"` passes text chunks from device to device
+instead (SigLIP's chunked variant, `keras_vl.distribute.ring`): the same
+loss and gradient, with `[B / n, B / n]` logits per device.
 """
 
 import math
@@ -46,6 +52,7 @@ import numpy as np
 from keras import ops
 
 from keras_vl import distribute
+from keras_vl.distribute import ring
 
 
 def logit_scale_from_log(log_scale: Any, max_scale: float = 100.0) -> Any:
@@ -193,12 +200,16 @@ def softmax_contrastive_loss(
     return 0.5 * (ops.sum(i2t) + ops.sum(t2i)) / global_size
 
 
+EXCHANGES = ("gather", "ring")
+
+
 def sigmoid_contrastive_loss(
     image_embeddings: Any,
     text_embeddings: Any,
     logit_scale: Any,
     logit_bias: Any,
     positives: Any | None = None,
+    exchange: str = "gather",
 ) -> Any:
     """SigLIP's pairwise sigmoid loss over the global batch.
 
@@ -222,6 +233,15 @@ def sigmoid_contrastive_loss(
             describe which images (rows). The diagonal always counts as
             positive. Defaults to the diagonal alone. Under
             `tf.distribute`, pass this replica's rows (`[B_local, B]`).
+        exchange: How the devices of a JAX distribution (e.g.
+            `keras.distribution.DataParallel`) pair images with the other
+            devices' texts. `"gather"` (the default) lets XLA all-gather
+            the texts: each device holds all `B` of them and `[B / n, B]`
+            logits. `"ring"` passes text chunks around the `n` devices of
+            the batch axis instead, holding `[B / n, B / n]` logits at a
+            time, for the same loss and gradient (to float rounding).
+            Where nothing is split across devices (other backends, no
+            distribution, one device), `"ring"` computes the plain loss.
 
     Returns:
         A float32 scalar: the mean over images of the per-image loss (under a
@@ -235,8 +255,21 @@ def sigmoid_contrastive_loss(
 
     z = np.eye(4, 8, dtype="float32")
     sigmoid_contrastive_loss(z, z, logit_scale=10.0, logit_bias=-10.0)
+
+    # Under keras.distribution.DataParallel() on JAX, memory-frugal:
+    # sigmoid_contrastive_loss(z_img, z_txt, s, b, exchange="ring")
     ```
     """
+    check_exchange(exchange)
+    if exchange == "ring" and ring.ring_mesh() is not None:
+        return sigmoid_contrastive_loss_and_accuracy(
+            image_embeddings,
+            text_embeddings,
+            logit_scale,
+            logit_bias,
+            positives=positives,
+            exchange=exchange,
+        )[0]
     local_img, local_txt, scale = _prepare(
         image_embeddings, text_embeddings, logit_scale
     )
@@ -247,6 +280,140 @@ def sigmoid_contrastive_loss(
     signs = ops.where(positive, 1.0, -1.0)
     nll = -ops.sum(ops.log_sigmoid(signs * logits))
     return nll / global_size
+
+
+def sigmoid_contrastive_loss_and_accuracy(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    logit_scale: Any,
+    logit_bias: Any,
+    positives: Any | None = None,
+    exchange: str = "gather",
+) -> tuple[Any, Any, Any]:
+    """The sigmoid loss and the in-batch top-1 accuracies, over the global
+    batch.
+
+    The accuracies are those of `global_contrastive_accuracy`. With
+    `exchange="ring"` under a JAX distribution they are computed inside
+    the ring, from the blocks of logits the loss scores, so that no device
+    ever holds a `[B / n, B]` block of them.
+
+    Args:
+        image_embeddings: As in `sigmoid_contrastive_loss`.
+        text_embeddings: As in `sigmoid_contrastive_loss`.
+        logit_scale: As in `sigmoid_contrastive_loss`.
+        logit_bias: As in `sigmoid_contrastive_loss`.
+        positives: As in `sigmoid_contrastive_loss`; a top-1 hit is any
+            positive.
+        exchange: `"gather"` or `"ring"`, as in `sigmoid_contrastive_loss`.
+
+    Returns:
+        `(loss, image_to_text, text_to_image)` float32 scalars.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import sigmoid_contrastive_loss_and_accuracy
+
+    z = np.eye(4, 8, dtype="float32")
+    loss, i2t, t2i = sigmoid_contrastive_loss_and_accuracy(
+        z, z, logit_scale=10.0, logit_bias=-10.0, exchange="ring"
+    )  # i2t = t2i = 1.0
+    ```
+    """
+    check_exchange(exchange)
+    if exchange == "gather" or ring.ring_mesh() is None:
+        loss = sigmoid_contrastive_loss(
+            image_embeddings,
+            text_embeddings,
+            logit_scale,
+            logit_bias,
+            positives,
+        )
+        i2t, t2i = global_contrastive_accuracy(
+            image_embeddings,
+            text_embeddings,
+            logit_scale,
+            logit_bias,
+            positives,
+        )
+        return loss, i2t, t2i
+    image_embeddings, text_embeddings, scale = _prepare(
+        image_embeddings, text_embeddings, logit_scale
+    )
+    bias = _as_scalar(logit_bias, "logit_bias")
+    if positives is not None:
+        size = ops.shape(image_embeddings)[0]
+        positives = _as_positives(positives, size, size)
+    return ring.sigmoid_ring_loss(
+        image_embeddings, text_embeddings, scale, bias, positives
+    )
+
+
+def global_contrastive_accuracy(
+    image_embeddings: Any,
+    text_embeddings: Any,
+    logit_scale: Any,
+    logit_bias: Any | None = None,
+    positives: Any | None = None,
+) -> tuple[Any, Any]:
+    """In-batch top-1 accuracy in both directions over the global batch.
+
+    `contrastive_accuracy` of the logits of all images against all texts:
+    under a multi-replica `tf.distribute` strategy each replica gathers
+    every replica's embeddings (and rows of `positives`) first, so every
+    replica reports the accuracy of the whole batch.
+
+    Args:
+        image_embeddings: `[B, D]` (this replica's rows under
+            `tf.distribute`).
+        text_embeddings: `[B, D]`, row `i` pairs with image `i`.
+        logit_scale: Scalar scale `s`, already exponentiated.
+        logit_bias: Optional scalar bias `b`.
+        positives: Optional `[B, B]` matrix of extra positive pairs (this
+            replica's rows under `tf.distribute`).
+
+    Returns:
+        `(image_to_text, text_to_image)` float32 scalars in [0, 1].
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_vl.losses import global_contrastive_accuracy
+
+    z = np.eye(4, 8, dtype="float32")
+    global_contrastive_accuracy(z, z, logit_scale=10.0)  # (1.0, 1.0)
+    ```
+    """
+    all_images, all_texts = distribute.all_gather(
+        (image_embeddings, text_embeddings)
+    )
+    if positives is not None:
+        positives = ops.cast(
+            distribute.all_gather(ops.cast(positive_mask(positives), "int32")),
+            "bool",
+        )
+    logits = contrastive_logits(all_images, all_texts, logit_scale, logit_bias)
+    return contrastive_accuracy(logits, positives)
+
+
+def check_exchange(exchange: str) -> str:
+    """`exchange` if it is one of `EXCHANGES`, else a ValueError.
+
+    Example:
+
+    ```python
+    check_exchange("ring")  # "ring"
+    ```
+    """
+    if exchange not in EXCHANGES:
+        raise ValueError(
+            f"`exchange` must be one of {EXCHANGES}. Received: "
+            f"exchange={exchange!r}"
+        )
+    return exchange
 
 
 def image_to_text_accuracy(logits: Any) -> Any:

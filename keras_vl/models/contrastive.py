@@ -11,11 +11,13 @@ from keras_hub.models import Task
 
 from keras_vl import distribute
 from keras_vl.losses import (
-    contrastive_accuracy,
+    EXCHANGES,
     contrastive_logits,
+    global_contrastive_accuracy,
     logit_scale_from_log,
     positive_mask,
     sigmoid_contrastive_loss,
+    sigmoid_contrastive_loss_and_accuracy,
     softmax_contrastive_loss,
 )
 from keras_vl.models.contrastive_accumulation import (
@@ -37,8 +39,11 @@ class ContrastiveTraining(SkipsNonFiniteSteps, AccumulatesContrastiveGradients):
     model's outputs are a dict with L2-normalised `"image_embeddings"` and
     `"text_embeddings"`, and it has the attributes `log_temperature`,
     `logit_bias` (or None), `loss_type`, `max_logit_scale`,
-    `image_to_text_accuracy` and `text_to_image_accuracy`.
+    `image_to_text_accuracy` and `text_to_image_accuracy`, and may set
+    `loss_exchange` (see `ContrastiveModel`).
     """
+
+    loss_exchange = "gather"
 
     @property
     def logit_scale(self):
@@ -113,22 +118,28 @@ class ContrastiveTraining(SkipsNonFiniteSteps, AccumulatesContrastiveGradients):
                 sample_weight=sample_weight,
                 training=training,
             )
-        loss = self._contrastive_loss(y, y_pred)
-        image_embeddings = y_pred["image_embeddings"]
-        text_embeddings = y_pred["text_embeddings"]
         positives = None if y is None else _positives_from_targets(y)
-        # In-batch accuracies over the global batch, as on one device: under
-        # tf.distribute every replica gathers all rows (identity elsewhere).
-        all_images, all_texts = distribute.all_gather(
-            (image_embeddings, text_embeddings)
-        )
-        if positives is not None:
-            positives = ops.cast(
-                distribute.all_gather(ops.cast(positives, "int32")), "bool"
+        if self.loss_exchange == "ring":
+            # The accuracies come out of the ring with the loss, so no
+            # device holds a [B / n, B] block of logits.
+            loss, i2t, t2i = sigmoid_contrastive_loss_and_accuracy(
+                y_pred["image_embeddings"],
+                y_pred["text_embeddings"],
+                self.logit_scale,
+                self.logit_bias,
+                positives=positives,
+                exchange="ring",
             )
-        i2t, t2i = contrastive_accuracy(
-            self.logits(all_images, all_texts), positives
-        )
+        else:
+            loss = self._contrastive_loss(y, y_pred)
+            # In-batch accuracies over the global batch, as on one device.
+            i2t, t2i = global_contrastive_accuracy(
+                y_pred["image_embeddings"],
+                y_pred["text_embeddings"],
+                self.logit_scale,
+                self.logit_bias,
+                positives,
+            )
         self.image_to_text_accuracy.update_state(i2t)
         self.text_to_image_accuracy.update_state(t2i)
         if extra is None:
@@ -152,6 +163,7 @@ class ContrastiveTraining(SkipsNonFiniteSteps, AccumulatesContrastiveGradients):
             self.logit_scale,
             self.logit_bias,
             positives=positives,
+            exchange=self.loss_exchange,
         )
 
 
@@ -193,6 +205,14 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         bias_init: Initial sigmoid bias `b`; defaults to -10 for the sigmoid
             loss, and is unused (no bias variable) for softmax.
         max_logit_scale: Ceiling of `exp(t)`; 100 as in CLIP.
+        loss_exchange: For the sigmoid loss under a JAX
+            `keras.distribution` (e.g. `DataParallel()`): `"gather"` (the
+            default; XLA all-gathers the texts, `[B / n, B]` logits per
+            device) or `"ring"` (text chunks pass around the devices,
+            `[B / n, B / n]` logits at a time; the same loss, gradients and
+            accuracies). See `keras_vl.losses.sigmoid_contrastive_loss`.
+            Elsewhere both compute the same plain loss. `"ring"` needs
+            `loss="sigmoid"`.
         **kwargs: Standard `keras_hub.models.Task` arguments.
     """
 
@@ -204,11 +224,23 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         temperature_init: float = 10.0,
         bias_init: float | None = None,
         max_logit_scale: float = 100.0,
+        loss_exchange: str = "gather",
         **kwargs,
     ):
         if loss not in LOSS_TYPES:
             raise ValueError(
                 f"`loss` must be one of {LOSS_TYPES}. Received: loss={loss!r}"
+            )
+        if loss_exchange not in EXCHANGES:
+            raise ValueError(
+                f"`loss_exchange` must be one of {EXCHANGES}. Received: "
+                f"loss_exchange={loss_exchange!r}"
+            )
+        if loss_exchange == "ring" and loss != "sigmoid":
+            raise ValueError(
+                '`loss_exchange="ring"` passes the sigmoid loss\'s text '
+                'chunks between devices; it needs `loss="sigmoid"`. '
+                f"Received: loss={loss!r}"
             )
         if temperature_init <= 0:
             raise ValueError(
@@ -256,6 +288,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
         self.temperature_init = temperature_init
         self.bias_init = bias_init
         self.max_logit_scale = max_logit_scale
+        self.loss_exchange = loss_exchange
         # Helper models over this model's own layers, built on demand. A
         # plain dict set past Keras's attribute tracking, so they are
         # neither tracked as sublayers nor saved.
@@ -293,6 +326,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
                 "temperature_init": self.temperature_init,
                 "bias_init": self.bias_init,
                 "max_logit_scale": self.max_logit_scale,
+                "loss_exchange": self.loss_exchange,
             }
         )
         return config

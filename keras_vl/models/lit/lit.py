@@ -472,6 +472,7 @@ class _CachedFeaturesModel(ContrastiveTraining, keras.Model):
         self.logit_bias = lit.logit_bias
         self.loss_type = lit.loss_type
         self.max_logit_scale = lit.max_logit_scale
+        self.loss_exchange = lit.loss_exchange
         self.image_to_text_accuracy = keras.metrics.Mean(name="i2t_accuracy")
         self.text_to_image_accuracy = keras.metrics.Mean(name="t2i_accuracy")
 
