@@ -51,6 +51,7 @@ bench: $(BENCH_STAMP)
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/train_step.py \
 		--batch-size 16 --warmup 1 --steps 4
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/moe.py --batch 8
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/sigmoid_ring.py
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/generate.py
 	KERAS_BACKEND=torch $(BIN)/python benchmarks/generate.py
 
