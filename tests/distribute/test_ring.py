@@ -156,6 +156,7 @@ def _compare_fit():
     model.log_temperature.assign([np.log(12.0)])
     model.logit_bias.assign([-4.0])
     initial = model.get_weights()
+    config_exchange = model.get_config()["loss_exchange"]
     rng = np.random.default_rng(2)
     data = {
         "images": rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8),
@@ -180,7 +181,7 @@ def _compare_fit():
         model, "gather", initial, data, positives
     )
     return {
-        "config_exchange": model.get_config()["loss_exchange"],
+        "config_exchange": config_exchange,
         "ring_traced": len(calls),
         "ring_logs": ring_logs,
         "gather_logs": gather_logs,
