@@ -71,6 +71,7 @@ def sigmoid_ring_loss(
     logit_scale: Any,
     logit_bias: Any,
     positives: Any | None = None,
+    recompute: bool = True,
 ) -> tuple[Any, Any, Any]:
     """The sigmoid loss and both accuracies of a global batch, by a ring.
 
@@ -85,6 +86,11 @@ def sigmoid_ring_loss(
         logit_bias: float32 scalar `b`.
         positives: Optional boolean `[B, B]` of the extra positive pairs
             (rows images, columns texts); the diagonal always is one.
+        recompute: Whether the gradient runs the ring again (the custom
+            VJP). False lets JAX differentiate the forward ring, which
+            keeps every step's logits: the same numbers, with about the
+            gathered loss's memory (for comparison, see
+            `benchmarks/sigmoid_ring.py`).
 
     Returns:
         `(loss, image_to_text_accuracy, text_to_image_accuracy)`, float32
@@ -116,9 +122,7 @@ def sigmoid_ring_loss(
         )
     rows = PartitionSpec(axis, None)
     scalar = PartitionSpec()
-    ring = _Ring(
-        axis, size, batch // size, with_positives=positives is not None
-    )
+    ring = _Ring(axis, size, batch // size, positives is not None, recompute)
     if positives is None:
         positives = jnp.zeros((batch, 1), "int32")  # Unused stand-in.
 
@@ -146,17 +150,26 @@ class _Ring:
     """The per-device ring: `run(img, txt, scale, bias, positives)` ->
     (this device's sum of `-log sigmoid`, its image-to-text hits, the
     text-to-image hits of the chunk it ends with), with a custom VJP for
-    the first."""
+    the first (unless `recompute` is False)."""
 
-    def __init__(self, axis: str, size: int, rows: int, with_positives: bool):
+    def __init__(
+        self,
+        axis: str,
+        size: int,
+        rows: int,
+        with_positives: bool,
+        recompute: bool = True,
+    ):
         import jax
 
         self.axis, self.size, self.rows = axis, size, rows
         self.with_positives = with_positives
         # Device i sends to i + 1, so step s holds device (i - s)'s chunk.
         self.forward_perm = [(i, (i + 1) % size) for i in range(size)]
-        self.run = jax.custom_vjp(self._loss_and_hits)
-        self.run.defvjp(self._forward, self._backward)
+        self.run = self._loss_and_hits
+        if recompute:
+            self.run = jax.custom_vjp(self._loss_and_hits)
+            self.run.defvjp(self._forward, self._backward)
 
     def _pass(self, x):
         import jax
