@@ -619,8 +619,10 @@ def main(argv: list[str] | None = None) -> dict:
             `sys.argv[1:]`.
 
     Returns:
-        `{"backend", "reference_losses", "data_parallel", "model_parallel",
-        "accumulation", "mirrored", "commands"}`. A section that did not
+        `{"backend", "reference_losses", "reference_change",
+        "data_parallel", "model_parallel", "accumulation", "mirrored",
+        "commands"}`, with `reference_change` the largest change of a
+        weight in the one-device run. A section that did not
         run (another backend's, or too few devices) is None. Each run's
         entry has `losses`, `reference_losses` (one device, whole batch),
         `loss_gap` (largest relative difference) and `weight_gap` (largest
@@ -643,15 +645,25 @@ def main(argv: list[str] | None = None) -> dict:
     keras.utils.set_random_seed(0)
     model = limoe(config)
     initial = model.get_weights()
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     reference = train(model, limoe_data(config), config)
+    # How far the steps moved the weights: the scale of the gaps below.
+    change = max(
+        float(np.max(np.abs(a - b)))
+        for a, b in zip(reference.weights, before, strict=True)
+    )
     results = {
         "backend": BACKEND,
         "reference_losses": reference.losses,
+        "reference_change": change,
         "data_parallel": None,
         "model_parallel": None,
         "mirrored": None,
     }
-    print(f"One device, whole batches: losses {_floats(reference.losses)}")
+    print(
+        f"One device, whole batches: losses {_floats(reference.losses)}, "
+        f"largest weight change {change:.1e}"
+    )
     if BACKEND == "jax":
         results["data_parallel"] = data_parallel(config, initial, reference)
         results["model_parallel"] = model_parallel(config, initial, reference)
