@@ -1,17 +1,18 @@
 """Distributed training: the same `fit` on many devices and many hosts.
 
-CLIPPO, LiT and LIMoE were trained with batches of 16k to 32k image-text
-pairs, and a contrastive batch is only as good as its negatives: every
-image is scored against every caption of the *global* batch. Spreading the
-work over devices must therefore leave the loss exactly what it would be on
-one device with the whole batch. This guide shows, on a laptop CPU, each way
-keras_vl spreads a step, and checks that the numbers do not move:
+CLIPPO, LiT and LIMoE were trained with batches of many thousands of
+image-text pairs, and a contrastive batch is only as good as its
+negatives: every image is scored against every caption of the *global*
+batch. Spreading the work over devices must therefore leave the loss
+exactly what it would be on one device with the whole batch. This guide
+shows, on a laptop CPU, each way keras_vl spreads a step, and checks that
+the numbers do not move:
 
 1. **Data parallelism on JAX.** `keras.distribution.DataParallel` puts a
    copy of the weights on every device and splits each batch over them.
    The training step is still one program over the global batch (XLA adds
    the collectives), so `compute_loss` sees all the embeddings: a tiny
-   CLIPPO's step on 8 devices reports the loss and the updated weights of
+   LIMoE's step on 8 devices reports the loss and the updated weights of
    the same step on one.
 2. **Tensor and expert parallelism on JAX.** For weights too large to copy,
    `keras.distribution.ModelParallel` takes a `LayoutMap` that says how
@@ -48,9 +49,12 @@ On JAX the guide needs 8 devices. Without accelerators it asks XLA for 8
 simulated CPU devices, through `XLA_FLAGS`, which JAX reads once, when it
 starts: the flag is set below before Keras (and so JAX) is imported, and a
 process that already imported JAX cannot change its device count. The
-same goes for TensorFlow's logical CPUs. Use `--quick` for a smoke test
-(one step of one-block models); without it, three steps of somewhat larger
-models.
+same goes for TensorFlow's logical CPUs.
+
+Without arguments every section takes three steps of a 4-block model.
+`--quick` is a smoke test for CI: one step of a one-block model, and
+section 3, which is the same on every backend, only on PyTorch, where it
+compiles nothing.
 """
 
 import os
@@ -529,10 +533,10 @@ def mirrored(config: Config, initial, reference: Run) -> dict | None:
 # the rows); Keras assembles the global batch from them.
 
 TRAIN_SCRIPT = """\
-# train.py: the same file on every host.
+# train.py: the same file on every host; `dataset` is your tf.data.Dataset
+# of {"images": uint8 pixels, "texts": strings}.
 import jax
 import keras
-import tensorflow as tf
 import keras_vl
 
 keras.distribution.initialize()  # before anything else touches JAX
@@ -559,7 +563,9 @@ gcloud compute tpus tpu-vm ssh my-slice --zone=europe-west4-b --worker=all \\
 """
 
 GPU_HOSTS_COMMANDS = """\
-# Two GPU hosts (all local GPUs of each join the mesh); on host 0:
+# Two GPU hosts (all local GPUs of each join the mesh), each with
+# `pip install -U "jax[cuda12]" ./keras-vl`. The job address is host 0's
+# (the coordinator's) address and a free port. On host 0:
 KERAS_BACKEND=jax \\
 KERAS_DISTRIBUTION_JOB_ADDRESSES=10.0.0.1:1234 \\
 KERAS_DISTRIBUTION_NUM_PROCESSES=2 \\
