@@ -390,18 +390,18 @@ def _print_layouts(model) -> dict[str, list]:
         r"Router/kernel",
     )
     print(f"  {len(split)} of {len(model.weights)} weights are split:")
+    rows = []
     for kind in kinds:
         variable = next(
             (v for v in model.weights if re.search(kind + "$", v.path)), None
         )
-        if variable is None:
-            continue
-        spec = variable.value.sharding.spec
-        axes = tuple(spec) + (None,) * (len(variable.shape) - len(spec))
-        print(
-            f"    {variable.path:<58} {str(tuple(variable.shape)):<13} "
-            f"axes {axes}"
-        )
+        if variable is not None:
+            spec = variable.value.sharding.spec
+            axes = tuple(spec) + (None,) * (len(variable.shape) - len(spec))
+            rows.append((variable.path, str(tuple(variable.shape)), axes))
+    width = max(len(path) for path, _, _ in rows)
+    for path, shape, axes in rows:
+        print(f"    {path:<{width}}  {shape:<13} axes {axes}")
     return split
 
 
