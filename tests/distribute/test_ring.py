@@ -11,7 +11,8 @@ fixed before JAX starts), under `keras.distribution.DataParallel()`:
   `ModelParallel` mesh whose batch axis is 2 of the 4 devices;
 - one `fit` step of a tiny LiT with `loss_exchange="ring"` reports the
   same loss and accuracies as with `"gather"` and leaves the same weights
-  (1e-5), and runs the ring (not the fallback);
+  (1e-5), and runs the ring (not the fallback) (`make test-slow`, in a
+  process of its own);
 - a global batch that the devices do not divide is a clear error.
 
 On every backend, with no distribution, `"ring"` is the plain loss, and
@@ -229,14 +230,15 @@ def _model_parallel_accuracy():
     }
 
 
-def _report():
+def _report(part):
     import jax
 
     keras.distribution.set_distribution(keras.distribution.DataParallel())
+    if part == "fit":
+        return {"devices": jax.device_count(), "fit": _compare_fit()}
     return {
         "devices": jax.device_count(),
         "losses": _compare_losses(),
-        "fit": _compare_fit(),
         "uneven": _uneven_batch_error(),
         "model_parallel": _model_parallel_accuracy(),
     }
@@ -250,15 +252,18 @@ import importlib.util
 spec = importlib.util.spec_from_file_location("_ring", {path!r})
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print("REPORT " + json.dumps(module._report()))
+print("REPORT " + json.dumps(module._report({part!r})))
 """
 
 
-@pytest.fixture(scope="module")
-def ring_report():
+def _run_on_four_devices(part):
+    """`_report(part)` in a fresh JAX process with 4 host devices."""
     flags = os.environ.get("XLA_FLAGS", "")
     script = _SCRIPT.format(
-        tests=str(REPO_ROOT / "tests"), repo=str(REPO_ROOT), path=__file__
+        tests=str(REPO_ROOT / "tests"),
+        repo=str(REPO_ROOT),
+        path=__file__,
+        part=part,
     )
     env = {
         **os.environ,
@@ -268,6 +273,11 @@ def ring_report():
         "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
     }
     return run_report(script, env)
+
+
+@pytest.fixture(scope="module")
+def ring_report():
+    return _run_on_four_devices("losses")
 
 
 jax_only = pytest.mark.skipif(
@@ -306,9 +316,12 @@ def test_ring_runs_on_the_batch_axis_of_a_model_parallel_mesh(ring_report):
     assert case["grad_diff"] <= GRAD_ATOL * 10, case
 
 
+# The LiT step needs its own process and two compiled steps (about 30 s on
+# 2 cores); the loss and gradient checks above cover the ring itself.
 @jax_only
-def test_lit_fit_step_with_the_ring_equals_the_gathered_step(ring_report):
-    fit = ring_report["fit"]
+@pytest.mark.slow
+def test_lit_fit_step_with_the_ring_equals_the_gathered_step():
+    fit = _run_on_four_devices("fit")["fit"]
     assert fit["config_exchange"] == "ring", fit
     assert fit["ring_traced"] >= 1, fit  # The ring ran, not a fallback.
     ring_logs, gather_logs = fit["ring_logs"], fit["gather_logs"]
