@@ -37,7 +37,10 @@ counted), so MFU is model FLOPs/s / the measured bf16 ceiling, the usual
 definition.
 
 Writes `--output` (JSON) and prints a table. `--quick` runs tiny configs on
-whatever device JAX sees (CI runs it on CPU to keep the script working).
+whatever device JAX sees (CI runs it on CPU to keep the script working); it
+measures the device in a process of its own, as above, but the model rows
+in this process, one after another: their times mean nothing on a CPU, and
+a fresh process per row would double the check's cost.
 
 Usage:
 
@@ -227,6 +230,11 @@ def measure_in_subprocess(argv: list[str], row: str) -> dict:
     )
 
 
+def measure_here(argv: list[str], row: str) -> dict:
+    """Runs `--row row` in this process (`--quick`)."""
+    return measure_row(parse_args([*argv, "--row", row]))
+
+
 def main(argv=None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
@@ -246,12 +254,13 @@ def main(argv=None) -> dict:
     if why:
         print(f"big_vision rows left out: {why}")
         keys = [k for k in keys if not k.startswith("big_vision")]
+    measure = measure_here if args.quick else measure_in_subprocess
     rows = {}
     for key in keys:
         name = ROWS[key][0].format(num_experts=config.num_experts)
         if args.quick:
             name = name.replace("B/16", "tiny")
-        measured = measure_in_subprocess(argv, key)
+        measured = measure(argv, key)
         step_s, flops = measured["step_s"], measured["flops"]
         rows[name] = {
             "step_ms": 1e3 * step_s,

@@ -25,6 +25,13 @@ FIXTURES = Path(
 )
 BIG_VISION = FIXTURES / "big_vision"
 VMOE = FIXTURES / "vmoe"
+# XLA:CPU compiles a tiny model's step about twice as fast with less LLVM
+# optimisation: for subprocesses whose checks compare runs compiled alike,
+# or time nothing. (XLA reads the flags once, as its backend starts.)
+FAST_COMPILE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0"
+    " --xla_llvm_disable_expensive_passes=true"
+)
 
 
 def backend() -> str:

@@ -35,15 +35,17 @@ print("TENSORFLOW_MODULES", len(imported))
 """
 
 
-def run_without_tensorflow(code: str, timeout: int = 600) -> str:
+def run_without_tensorflow(
+    code: str, timeout: int = 600, env: dict[str, str] | None = None
+) -> str:
     """Runs `code` with TensorFlow unimportable; returns its stdout.
 
     The last line printed is `TENSORFLOW_MODULES <count>`: how many
     TensorFlow modules ended up imported (an import of it fails as if it
     were not installed, which a library may catch, so the count is what
-    proves none got in).
+    proves none got in). `env` adds to (or overrides) the environment.
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
     result = subprocess.run(
         [sys.executable, "-c", _BLOCKER + code + _CHECK],
         cwd=REPO_ROOT,

@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import backend, run_report
+from conftest import FAST_COMPILE_XLA_FLAGS, backend, run_report
 from model_contract import tiny_limoe_kwargs, tiny_text_kwargs, tiny_vit_kwargs
 
 from keras_vl.layers import SparseMoeMlp, TextRenderer
@@ -405,9 +405,8 @@ def _mesh_report(families):
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # Less LLVM optimisation halves the compile time of the steps,
         # which dominates; both runs compile alike.
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8"
-        " --xla_backend_optimization_level=0"
-        " --xla_llvm_disable_expensive_passes=true",
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8 "
+        + FAST_COMPILE_XLA_FLAGS,
     }
     return run_report(script, env)
 
