@@ -38,6 +38,15 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+def slow_on(*backends: str) -> pytest.MarkDecorator:
+    """`pytest.mark.slow` when the suite runs on one of `backends` (where
+    the test is heavy: `make test-slow` runs it), else a mark that does
+    nothing (CI runs it). For a test or a `pytest.param`'s `marks`."""
+    if backend() in backends:
+        return pytest.mark.slow
+    return pytest.mark.skipif(False, reason="cheap on this backend")
+
+
 def require_fixtures(subdir: str) -> Path:
     """Returns ``FIXTURES/big_vision/subdir``, skipping (or failing under CI)
     when it is missing."""

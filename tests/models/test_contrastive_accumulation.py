@@ -16,9 +16,10 @@ through all of them at once. Equality then shows that the recompute pass
 replays the randomness its cached embeddings saw.
 
 CI runs the LIMoE replay (sigmoid loss, so `t` and `b`), the one case
-that needs every part of the method; the CLIPPO and LiT cases and LIMoE's
-averaged auxiliary losses compile two or three steps each and are marked
-slow.
+that needs every part of the method, on every backend; the CLIPPO and LiT
+cases and LIMoE's averaged auxiliary losses compile two or three steps
+each, so CI runs them on PyTorch only and the slow tests on JAX and
+TensorFlow.
 """
 
 import contextlib
@@ -26,6 +27,7 @@ import contextlib
 import keras
 import numpy as np
 import pytest
+from conftest import slow_on
 from keras import ops
 from model_contract import tiny_limoe_kwargs, tiny_text_kwargs, tiny_vit_kwargs
 
@@ -47,6 +49,7 @@ LOSS_RTOL = 1e-5
 WEIGHT_TOL = 1e-5  # Relative, and absolute near 0.
 # Distinct captions, longer ones cut at the 8 code points kept.
 CAPTIONS = [f"caption {i}" + "!" * i for i in range(BATCH)]
+HEAVY = slow_on("jax", "tensorflow")
 
 
 def _clippo(loss, dropout_rate=0.0):
@@ -213,7 +216,7 @@ def clippo(request):
     return model, initial, _one_step(model, initial, "clippo", 1)
 
 
-@pytest.mark.slow  # 3 compiled steps per loss (the renderer included).
+@HEAVY  # 3 compiled steps per loss (the renderer included).
 @pytest.mark.parametrize("steps", [2, 4])
 def test_clippo_accumulation_equals_large_batch(clippo, steps):
     model, initial, reference = clippo
@@ -221,7 +224,7 @@ def test_clippo_accumulation_equals_large_batch(clippo, steps):
     _assert_same_step(reference, accumulated, initial, model)
 
 
-@pytest.mark.slow  # 2 compiled steps, one of 4 micro-batches.
+@HEAVY  # 2 compiled steps, one of 4 micro-batches.
 def test_lit_accumulation_with_positives_equals_large_batch():
     """LiT (locked image tower), with a positives matrix as targets whose
     extra pairs cross the micro-batches."""
@@ -241,7 +244,7 @@ def test_lit_accumulation_with_positives_equals_large_batch():
             np.testing.assert_array_equal(after, before)
 
 
-@pytest.mark.slow  # 2 compiled steps; replay below covers LIMoE in CI.
+@HEAVY  # 2 compiled steps; the replay below covers LIMoE.
 def test_limoe_averages_auxiliary_losses():
     """LIMoE's auxiliary losses (means over routing groups of one example
     each) averaged over the micro-batches: the whole batch's loss and

@@ -5,12 +5,15 @@ Each family's tiny model is built twice from the same weights, in float32
 and in mixed precision; the mixed one trains three compiled steps on one
 batch (one compile per family), and its first loss, taken before any
 update, must match the float32 model's within bfloat16's precision.
+CLIPPO runs in CI on every backend, and LiT, LIMoE and PaLI on TensorFlow
+and PyTorch; on JAX, where each compile pair takes up to a minute, those
+three run with the slow tests.
 """
 
 import keras
 import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import slow_on, to_numpy
 from model_contract import (
     random_images,
     tiny_limoe_kwargs,
@@ -109,12 +112,10 @@ def first_loss(model, x, y):
     return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
 
 
-# CLIPPO in every suite run; the other families (each a compile pair of
-# up to a minute on JAX) in `make test-slow`.
 @pytest.mark.parametrize(
     "family",
     [clippo]
-    + [pytest.param(f, marks=pytest.mark.slow) for f in (lit, limoe, pali)],
+    + [pytest.param(f, marks=slow_on("jax")) for f in (lit, limoe, pali)],
 )
 def test_trains_in_mixed_bfloat16(family):
     keras.utils.set_random_seed(0)
@@ -139,12 +140,12 @@ def test_trains_in_mixed_bfloat16(family):
     )
     # Float32 where it must be: the loss, the master weights, and for the
     # contrastive models the temperature (and bias) and the logits.
-    loss = first_loss(model, x, y)
+    out = model(x, training=True)
+    loss = model.compute_loss(x=x, y=y, y_pred=out, training=True)
     assert keras.backend.standardize_dtype(loss.dtype) == "float32"
     assert {w.dtype for w in model.weights} == {"float32"}
     if not isinstance(model, PaLI):
         assert model.log_temperature.dtype == "float32"
-        out = model(x)
         assert (
             keras.backend.standardize_dtype(out["image_embeddings"].dtype)
             == "bfloat16"

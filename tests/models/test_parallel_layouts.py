@@ -15,8 +15,8 @@ absolute) as on one device from the same initial weights, and the weights
 are really split on the mesh. LIMoE routes with seeded noise, a capacity
 that drops tokens, and groups of 3 examples' tokens, which straddle the
 batch shards (2 examples each): the step is one global program, so the
-groups are those of one device whatever the sharding. LIMoE and PaLI run
-in CI; CLIPPO and LiT (the ViT's rules again) with the slow tests.
+groups are those of one device whatever the sharding. One subprocess runs
+every family (CLIPPO, LiT, LIMoE, PaLI), paying JAX's start-up once.
 """
 
 import functools
@@ -242,11 +242,7 @@ def test_layout_map_uses_the_given_axis_names():
 
 # --- One training step on a 4 x 2 mesh of host devices (JAX) ---
 
-# LIMoE and PaLI exercise every rule set (attention, MLPs, MAP head,
-# experts, mT5); CLIPPO and LiT use the ViT's rules again, so they run
-# with the slow tests.
-MESH_FAMILIES = ("limoe", "pali")
-SLOW_MESH_FAMILIES = ("clippo", "lit")
+MESH_FAMILIES = ("clippo", "lit", "limoe", "pali")
 
 
 def _codepoints(texts, length):
@@ -420,13 +416,6 @@ ON_JAX = pytest.mark.skipif(
 @pytest.mark.parametrize("family", MESH_FAMILIES)
 def test_model_parallel_step_matches_one_device(family):
     _check_mesh_step(_mesh_report(MESH_FAMILIES), family)
-
-
-@ON_JAX
-@pytest.mark.slow
-@pytest.mark.parametrize("family", SLOW_MESH_FAMILIES)
-def test_model_parallel_step_matches_one_device_slow(family):
-    _check_mesh_step(_mesh_report(SLOW_MESH_FAMILIES), family)
 
 
 def _check_mesh_step(mesh_report, family):
