@@ -41,19 +41,28 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[jax,tensorflow,torch,dev,bench]"
 	touch $(BENCH_STAMP)
 
-# Side-by-side benchmarks (each prints a ratio table). The train step runs
-# ViT-S/16 at 224 px with a short schedule: about 10 minutes on 2 CPUs.
+# Side-by-side benchmarks (each prints a ratio table), under 15 minutes on
+# 2 CPUs. The train step runs ViT-S/16 at 224 px, batch 16: keras_vl's
+# Clippo and LiT through `fit` next to big_vision's own models (JAX), then
+# LiT under the PyTorch backend next to transformers' SiglipModel
+# (`benchmarks/train_step.py` alone runs every row, keras-hub's included).
 # big_vision's rows read its model code from $$BIG_VISION_PEER (default:
 # ../shared/peers/big_vision beside the checkout).
 bench: $(BENCH_STAMP)
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/render.py --repeats 3
-	KERAS_BACKEND=jax $(BIN)/python benchmarks/lit_cached_features.py
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/lit_cached_features.py \
+		--steps 3 --rounds 2
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/train_step.py \
-		--batch-size 16 --warmup 1 --steps 4
-	KERAS_BACKEND=jax $(BIN)/python benchmarks/moe.py --batch 8
+		--rows a,e,f,g --batch-size 16 --warmup 1 --steps 4
+	KERAS_BACKEND=torch $(BIN)/python benchmarks/train_step.py \
+		--rows e,d --batch-size 16 --warmup 1 --steps 2
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/moe.py --batch 8 \
+		--steps 1 --rounds 3
 	KERAS_BACKEND=jax $(BIN)/python benchmarks/sigmoid_ring.py
-	KERAS_BACKEND=jax $(BIN)/python benchmarks/generate.py
-	KERAS_BACKEND=torch $(BIN)/python benchmarks/generate.py
+	KERAS_BACKEND=jax $(BIN)/python benchmarks/generate.py \
+		--lengths 16 256 --repeats 2
+	KERAS_BACKEND=torch $(BIN)/python benchmarks/generate.py \
+		--lengths 16 256 --repeats 2
 
 lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo

@@ -127,9 +127,13 @@ from keras_vl.models import (  # noqa: E402
 )
 from keras_vl.ops import l2_normalize  # noqa: E402
 
+# The targets of the performance issues: keras-hub's SigLIP 1.2x; under
+# the PyTorch backend, transformers' SiglipModel 1.0x; big_vision 1.0x
+# (below); the two-tower rows at 60 % of the JAX matmul ceiling.
 TARGET_VS_KERAS_HUB = 1.2
-TARGET_VS_TRANSFORMERS = 1.5
-TARGET_CEILING_FRACTION = 0.5
+TARGET_VS_TRANSFORMERS_ON_TORCH = 1.0
+TARGET_CEILING_FRACTION = 0.6
+CEILING_TARGET_ROWS = ("b", "e")
 LEARNING_RATE = 1e-3
 WEIGHT_DECAY = 1e-4
 CLIPNORM = 1.0
@@ -497,38 +501,56 @@ def print_table(results: dict[str, Result]) -> None:
 
 def print_targets(results: dict[str, Result]) -> None:
     print(
-        f"\nTargets (from the issues): keras_vl >= {TARGET_VS_BIG_VISION}x "
-        f"big_vision, >= {TARGET_VS_KERAS_HUB}x "
-        f"keras-hub, >= {TARGET_VS_TRANSFORMERS}x transformers, "
-        f">= {100 * TARGET_CEILING_FRACTION:.0f} % of the matmul ceiling."
-    )
-    peers = (
-        ("keras-hub", results.get("c"), TARGET_VS_KERAS_HUB),
-        ("transformers", results.get("d"), TARGET_VS_TRANSFORMERS),
+        f"\nTargets: keras_vl >= {TARGET_VS_BIG_VISION}x big_vision, "
+        f">= {TARGET_VS_KERAS_HUB}x keras-hub, >= "
+        f"{TARGET_VS_TRANSFORMERS_ON_TORCH}x transformers under the PyTorch "
+        f"backend, two-tower rows at >= "
+        f"{100 * TARGET_CEILING_FRACTION:.0f} % of the JAX matmul ceiling."
     )
     if "a" in results:
         print(
             "  (a) runs its ViT on every image and every rendered text (and "
-            "renders on device), so its pairs/s ratios compare different "
-            "work; (b) is the like-for-like row."
+            "renders on device): compare it with (f), which does the same; "
+            "(b) and (e) compare with (g), (c) and (d)."
         )
     for row in ("a", "b", "e"):
         if row not in results:
             continue
         ours = results[row]
+        on_torch = ours.backend == "torch"
+        peers = [
+            ("big_vision", results.get(BIG_VISION_PEER_OF[row])),
+            ("keras-hub", results.get("c")),
+            ("transformers", results.get("d")),
+        ]
+        targets = {
+            "big_vision": TARGET_VS_BIG_VISION,
+            "keras-hub": TARGET_VS_KERAS_HUB,
+            "transformers": TARGET_VS_TRANSFORMERS_ON_TORCH
+            if on_torch
+            else None,
+        }
         checks = []
-        big_vision = results.get(BIG_VISION_PEER_OF[row])
-        for label, peer, target in (
-            ("big_vision", big_vision, TARGET_VS_BIG_VISION),
-            *peers,
-        ):
-            if peer is not None:
-                ratio = ours.pairs_per_s / peer.pairs_per_s
-                met = "met" if ratio >= target else "NOT met"
-                checks.append(f"{ratio:.2f}x vs {label} ({met})")
+        for label, peer in peers:
+            if peer is None or (row == "a" and label != "big_vision"):
+                continue
+            ratio = ours.pairs_per_s / peer.pairs_per_s
+            target = targets[label]
+            met = (
+                ""
+                if target is None
+                else (" (met)" if ratio >= target else " (NOT met)")
+            )
+            checks.append(f"{ratio:.2f}x vs {label}{met}")
         fraction = ours.flops_per_s / ours.ceiling
-        met = "met" if fraction >= TARGET_CEILING_FRACTION else "NOT met"
-        checks.append(f"{100 * fraction:.1f} % of ceiling ({met})")
+        met = ""
+        if row in CEILING_TARGET_ROWS and not on_torch:
+            met = (
+                " (met)"
+                if fraction >= TARGET_CEILING_FRACTION
+                else (" (NOT met)")
+            )
+        checks.append(f"{100 * fraction:.1f} % of ceiling{met}")
         print(f"- {ours.name}: " + "; ".join(checks))
 
 

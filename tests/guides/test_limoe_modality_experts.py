@@ -3,11 +3,14 @@
 import math
 
 import numpy as np
-from conftest import load_guide
+from conftest import load_guide, slow_on
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+# About 100 s on TensorFlow, whose graph traces dominate the quick run;
+# `make test-slow` runs it there, CI on JAX and PyTorch.
+@slow_on("tensorflow")
 def test_quick_guide_compares_routing_with_and_without_entropy_losses(
     tmp_path, capsys
 ):

@@ -1,12 +1,15 @@
 """The LiT zero-shot guide, run in its quick (smoke test) mode."""
 
-from conftest import load_guide
+from conftest import load_guide, slow_on
 
 from keras_vl.models import LiT
 
 MODES = ("Lu", "Uu", "uu")
 
 
+# About 100 s on TensorFlow, whose graph traces dominate the quick run;
+# `make test-slow` runs it there, CI on JAX and PyTorch.
+@slow_on("tensorflow")
 def test_quick_guide_runs_and_locks_the_image_tower(monkeypatch, capsys):
     cached_locks = []
     fit_cached = LiT.fit_cached
