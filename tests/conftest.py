@@ -115,6 +115,49 @@ def run_report(script: str, env: dict[str, str]) -> dict:
     return json.loads(lines[-1][len("REPORT ") :])
 
 
+_MODULE_REPORT_SCRIPT = """
+import importlib.util, json, sys
+sys.path[:0] = [{tests!r}, {repo!r}]
+spec = importlib.util.spec_from_file_location("_reported", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+print("REPORT " + json.dumps(module.{function}(*{args!r})))
+"""
+
+
+def run_on_jax_host_devices(
+    path: str,
+    function: str,
+    args: tuple = (),
+    devices: int = 8,
+    fast_compile: bool = False,
+) -> dict:
+    """`function(*args)` of the test module at `path`, run in a fresh JAX
+    process with `devices` host devices (fixed before JAX starts), and the
+    JSON-able value it returns. `fast_compile` adds
+    `FAST_COMPILE_XLA_FLAGS`, for runs that compile alike and time
+    nothing."""
+    script = _MODULE_REPORT_SCRIPT.format(
+        tests=str(REPO_ROOT / "tests"),
+        repo=str(REPO_ROOT),
+        path=str(path),
+        function=function,
+        args=tuple(args),
+    )
+    flags = os.environ.get("XLA_FLAGS", "")
+    flags += f" --xla_force_host_platform_device_count={devices}"
+    if fast_compile:
+        flags += " " + FAST_COMPILE_XLA_FLAGS
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "XLA_FLAGS": flags,
+    }
+    return run_report(script, env)
+
+
 def load_guide(name: str):
     """Imports `guides/<name>.py` as a module (guides are not a package)."""
     import importlib.util

@@ -20,13 +20,11 @@ bad arguments are clear errors.
 """
 
 import functools
-import os
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import backend, run_report, to_numpy
+from conftest import backend, run_on_jax_host_devices, to_numpy
 
 from keras_vl.losses import (
     contrastive_accuracy,
@@ -36,7 +34,6 @@ from keras_vl.losses import (
 )
 from keras_vl.models.contrastive import ContrastiveModel
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 BATCH, DIM = 16, 8
 # (scale, bias): SigLIP's initial values, and a bias that makes positives
 # of most pairs.
@@ -244,35 +241,9 @@ def _report(part):
     }
 
 
-_SCRIPT = """
-import json, sys
-sys.path[:0] = [{tests!r}, {repo!r}]
-import importlib.util
-
-spec = importlib.util.spec_from_file_location("_ring", {path!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-print("REPORT " + json.dumps(module._report({part!r})))
-"""
-
-
 def _run_on_four_devices(part):
     """`_report(part)` in a fresh JAX process with 4 host devices."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    script = _SCRIPT.format(
-        tests=str(REPO_ROOT / "tests"),
-        repo=str(REPO_ROOT),
-        path=__file__,
-        part=part,
-    )
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=4",
-    }
-    return run_report(script, env)
+    return run_on_jax_host_devices(__file__, "_report", (part,), devices=4)
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,13 @@ every family (CLIPPO, LiT, LIMoE, PaLI), paying JAX's start-up once.
 """
 
 import functools
-import os
 import re
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from conftest import FAST_COMPILE_XLA_FLAGS, backend, run_report
+from conftest import backend, run_on_jax_host_devices
 from model_contract import tiny_limoe_kwargs, tiny_text_kwargs, tiny_vit_kwargs
 
 from keras_vl.layers import SparseMoeMlp, TextRenderer
@@ -371,40 +370,14 @@ def _report_layouts(families):
     return report
 
 
-_SUBPROCESS_SCRIPT = """
-import json, sys
-sys.path[:0] = [{tests!r}, {repo!r}]
-import importlib.util
-
-spec = importlib.util.spec_from_file_location("_layouts", {path!r})
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-print("REPORT " + json.dumps(module._report_layouts({families!r})))
-"""
-
-
 @functools.cache
 def _mesh_report(families):
-    """One subprocess for `families`, run once per test session."""
-    repo = Path(__file__).resolve().parents[2]
-    script = _SUBPROCESS_SCRIPT.format(
-        tests=str(repo / "tests"),
-        repo=str(repo),
-        path=__file__,
-        families=families,
+    """One subprocess for `families`, run once per test session. Less LLVM
+    optimisation halves the compile time of the steps, which dominates;
+    both runs compile alike."""
+    return run_on_jax_host_devices(
+        __file__, "_report_layouts", (families,), fast_compile=True
     )
-    flags = os.environ.get("XLA_FLAGS", "")
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "jax",
-        "JAX_PLATFORMS": "cpu",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        # Less LLVM optimisation halves the compile time of the steps,
-        # which dominates; both runs compile alike.
-        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=8 "
-        + FAST_COMPILE_XLA_FLAGS,
-    }
-    return run_report(script, env)
 
 
 ON_JAX = pytest.mark.skipif(
