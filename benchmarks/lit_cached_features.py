@@ -49,6 +49,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from fit_timing import StepTimer  # noqa: E402
 
 from keras_vl.models import (  # noqa: E402
     LiT,
@@ -57,22 +58,6 @@ from keras_vl.models import (  # noqa: E402
     TextTransformer,
     ViTBackbone,
 )
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Wall time of each training step, blocking on its loss."""
-
-    def __init__(self):
-        super().__init__()
-        self.times = []
-        self._start = 0.0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        float(keras.ops.convert_to_numpy(logs["loss"]))  # Waits for it.
-        self.times.append(time.perf_counter() - self._start)
 
 
 def build_lit(args) -> LiT:

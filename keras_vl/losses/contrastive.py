@@ -260,15 +260,13 @@ def sigmoid_contrastive_loss(
     # sigmoid_contrastive_loss(z_img, z_txt, s, b, exchange="ring")
     ```
     """
-    check_exchange(exchange)
-    if exchange == "ring" and ring.ring_mesh() is not None:
-        return sigmoid_contrastive_loss_and_accuracy(
+    if _uses_ring(exchange):
+        return _sigmoid_ring(
             image_embeddings,
             text_embeddings,
             logit_scale,
             logit_bias,
-            positives=positives,
-            exchange=exchange,
+            positives,
         )[0]
     local_img, local_txt, scale = _prepare(
         image_embeddings, text_embeddings, logit_scale
@@ -322,23 +320,24 @@ def sigmoid_contrastive_loss_and_accuracy(
     )  # i2t = t2i = 1.0
     ```
     """
-    check_exchange(exchange)
-    if exchange == "gather" or ring.ring_mesh() is None:
-        loss = sigmoid_contrastive_loss(
-            image_embeddings,
-            text_embeddings,
-            logit_scale,
-            logit_bias,
-            positives,
-        )
-        i2t, t2i = global_contrastive_accuracy(
-            image_embeddings,
-            text_embeddings,
-            logit_scale,
-            logit_bias,
-            positives,
-        )
-        return loss, i2t, t2i
+    embeddings = (image_embeddings, text_embeddings, logit_scale, logit_bias)
+    if _uses_ring(exchange):
+        return _sigmoid_ring(*embeddings, positives)
+    loss = sigmoid_contrastive_loss(*embeddings, positives)
+    i2t, t2i = global_contrastive_accuracy(*embeddings, positives)
+    return loss, i2t, t2i
+
+
+def _uses_ring(exchange: str) -> bool:
+    """Whether `exchange` asks for the ring and a JAX distribution splits
+    the batch over devices for one."""
+    return check_exchange(exchange) == "ring" and ring.ring_mesh() is not None
+
+
+def _sigmoid_ring(
+    image_embeddings, text_embeddings, logit_scale, logit_bias, positives
+):
+    """`(loss, image_to_text, text_to_image)` from the ring of devices."""
     image_embeddings, text_embeddings, scale = _prepare(
         image_embeddings, text_embeddings, logit_scale
     )
@@ -399,8 +398,9 @@ def global_contrastive_accuracy(
     return contrastive_accuracy(logits, positives)
 
 
-def check_exchange(exchange: str) -> str:
-    """`exchange` if it is one of `EXCHANGES`, else a ValueError.
+def check_exchange(exchange: str, name: str = "exchange") -> str:
+    """`exchange` if it is one of `EXCHANGES`, else a ValueError naming the
+    argument `name`.
 
     Example:
 
@@ -410,8 +410,8 @@ def check_exchange(exchange: str) -> str:
     """
     if exchange not in EXCHANGES:
         raise ValueError(
-            f"`exchange` must be one of {EXCHANGES}. Received: "
-            f"exchange={exchange!r}"
+            f"`{name}` must be one of {EXCHANGES}. Received: "
+            f"{name}={exchange!r}"
         )
     return exchange
 

@@ -11,7 +11,7 @@ from keras_hub.models import Task
 
 from keras_vl import distribute
 from keras_vl.losses import (
-    EXCHANGES,
+    check_exchange,
     contrastive_logits,
     global_contrastive_accuracy,
     logit_scale_from_log,
@@ -231,11 +231,7 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
             raise ValueError(
                 f"`loss` must be one of {LOSS_TYPES}. Received: loss={loss!r}"
             )
-        if loss_exchange not in EXCHANGES:
-            raise ValueError(
-                f"`loss_exchange` must be one of {EXCHANGES}. Received: "
-                f"loss_exchange={loss_exchange!r}"
-            )
+        check_exchange(loss_exchange, "loss_exchange")
         if loss_exchange == "ring" and loss != "sigmoid":
             raise ValueError(
                 '`loss_exchange="ring"` passes the sigmoid loss\'s text '
