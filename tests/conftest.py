@@ -13,9 +13,25 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import keras
-import numpy as np
-import pytest
+# XLA:CPU compiles a tiny model's step about twice as fast with less LLVM
+# optimisation. The JAX suite's time is mostly compilation of tiny models,
+# so it runs with these flags (set before Keras starts JAX; XLA reads them
+# once, as its backend starts); `KERAS_VL_TEST_XLA_OPTIMIZE=1` keeps XLA's
+# defaults.
+FAST_COMPILE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0"
+    " --xla_llvm_disable_expensive_passes=true"
+)
+if os.environ.get("KERAS_BACKEND") == "jax" and not os.environ.get(
+    "KERAS_VL_TEST_XLA_OPTIMIZE"
+):
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), FAST_COMPILE_XLA_FLAGS]
+    ).strip()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(
@@ -25,13 +41,6 @@ FIXTURES = Path(
 )
 BIG_VISION = FIXTURES / "big_vision"
 VMOE = FIXTURES / "vmoe"
-# XLA:CPU compiles a tiny model's step about twice as fast with less LLVM
-# optimisation: for subprocesses whose checks compare runs compiled alike,
-# or time nothing. (XLA reads the flags once, as its backend starts.)
-FAST_COMPILE_XLA_FLAGS = (
-    "--xla_backend_optimization_level=0"
-    " --xla_llvm_disable_expensive_passes=true"
-)
 
 
 def backend() -> str:
