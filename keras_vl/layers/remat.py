@@ -7,6 +7,8 @@ from keras import ops
 # float32 variable read as bfloat16 would reach the layer rounded.
 from keras.src.backend import AutocastScope
 
+from keras_vl.distribute.compiler import remat
+
 
 def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     """Calls `layer(*args, **kwargs)`, keeping none of its activations.
@@ -101,7 +103,7 @@ def rematerialized_call(layer: keras.Layer, *args, **kwargs):
             losses,
         )
 
-    outputs, updates, losses = keras.remat(pure)(*inputs)
+    outputs, updates, losses = remat(pure)(*inputs)
     for variable, value in zip(
         _pick(variables, structure["updated"]), updates, strict=True
     ):
