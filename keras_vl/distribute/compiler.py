@@ -24,6 +24,7 @@ output gradient, which only exists once the backward pass reaches the block.
 """
 
 import functools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -123,7 +124,9 @@ def _jax_deferred_remat(function, *args):
 
     # Tracers that `function` closes over and that a gradient may flow
     # through become explicit arguments: a custom VJP sees only those.
-    converted, hoisted = jax.closure_convert(function, *args)
+    # (JAX caches the conversion by function, hence the weak reference:
+    # the closure may hold large arrays.)
+    converted, hoisted = jax.closure_convert(_WeakCall(function), *args)
 
     @jax.custom_vjp
     def call(*inputs):
@@ -139,6 +142,16 @@ def _jax_deferred_remat(function, *args):
 
     call.defvjp(forward, backward)
     return call(*args, *hoisted)
+
+
+class _WeakCall:
+    """Calls a function that it holds by weak reference."""
+
+    def __init__(self, function):
+        self.function = weakref.ref(function)
+
+    def __call__(self, *args):
+        return self.function()(*args)
 
 
 def _after(cotangent, values):
