@@ -92,9 +92,11 @@ def remat(function: Callable) -> Callable:
 
     Args:
         function: A pure function of tensors (nested structures allowed,
-            integer and boolean ones included), returning tensors. On JAX
-            on CPU it is traced once per call of the result, with the
-            arguments' shapes.
+            integer and boolean ones included), returning tensors. What it
+            is differentiated with respect to must be among its arguments:
+            TensorFlow's recomputation drops gradients through tensors it
+            closes over. On JAX on CPU it is traced once per call of the
+            result.
 
     Returns:
         A function with `function`'s arguments and results.

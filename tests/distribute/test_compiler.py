@@ -120,9 +120,9 @@ def test_remat_keeps_values_and_gradients():
     def loss(through):
         def f(v):
             w_ = keras.ops.convert_to_tensor(w)
-            # `scale` comes from the closure, computed from the input.
-            scale = keras.ops.mean(v)
-            out = through(lambda a, b: _block(a * scale, b))(v, w_)
+            # A mask from the closure, as a block's padding mask would be.
+            mask = keras.ops.cast(keras.ops.arange(4) < 3, "float32")
+            out = through(lambda a, b: _block(a * mask, b))(v, w_)
             return keras.ops.sum(out * keras.ops.convert_to_tensor(weights))
 
         return f
