@@ -13,11 +13,13 @@ from keras_vl.distribute.compiler import remat
 def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     """Calls `layer(*args, **kwargs)`, keeping none of its activations.
 
-    The call runs under `keras.remat` (`jax.checkpoint`,
-    `tf.recompute_grad` or torch's non-reentrant checkpoint): the backward
-    pass runs the layer again instead of reading stored intermediates, so
-    only the layer's inputs stay in memory between the forward and the
-    backward pass. Outputs and gradients are those of the plain call.
+    The call runs under `keras_vl.distribute.remat` (`keras.remat`:
+    `jax.checkpoint`, `tf.recompute_grad` or torch's non-reentrant
+    checkpoint; on JAX on CPU a custom VJP that XLA:CPU cannot reorder):
+    the backward pass runs the layer again instead of reading stored
+    intermediates, so only the layer's inputs stay in memory between the
+    forward and the backward pass. Outputs and gradients are those of the
+    plain call.
 
     The layer runs as a pure function of its variables and floating-point
     inputs, so that the recomputation sees the same state as the first run:
