@@ -150,7 +150,10 @@ class _WeakCall:
     """Calls a function that it holds by weak reference."""
 
     def __init__(self, function):
-        self.function = weakref.ref(function)
+        try:
+            self.function = weakref.ref(function)
+        except TypeError:  # Some built-in callables have no weak references.
+            self.function = lambda: function
 
     def __call__(self, *args):
         return self.function()(*args)
@@ -165,17 +168,19 @@ def _after(cotangent, values):
     def is_float(x):
         return jnp.issubdtype(x.dtype, jnp.floating)
 
-    probe = next(
-        (c for c in jax.tree.leaves(cotangent) if is_float(c) and c.size),
-        None,
-    )
-    if probe is None:
+    firsts = [
+        c[(0,) * c.ndim]
+        for c in jax.tree.leaves(cotangent)
+        if is_float(c) and c.size
+    ]
+    if not firsts:
         return values
-    first = probe[(0,) * probe.ndim]
+    # Every output's gradient, in case some are known early (zeros).
+    known = jnp.all(jnp.stack([x == x for x in firsts]))
     # Both branches return `values`; the second (`* 1`: JAX would drop a
-    # `cond` that only forwards its operands) runs when `first` is NaN.
+    # `cond` that only forwards its operands) runs when one is NaN.
     return jax.lax.cond(
-        first == first,
+        known,
         lambda v: v,
         lambda v: jax.tree.map(lambda x: x * 1 if is_float(x) else x, v),
         values,
