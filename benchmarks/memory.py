@@ -26,7 +26,8 @@ schedules it early and so keeps as many activations alive (the same peak
 as `plain`). Starting each block's recomputation from inputs tied to its
 output gradient makes it wait (see `keras_vl.distribute.compiler`). At
 the default ViT-B/16, batch 4, the temporary memory drops from 1,056 MiB
-to 150 MiB (0.14x), and the step takes about as long (1.07x).
+to 150 MiB (0.14x), and the step takes about as long (1.03x to 1.07x
+on a busy 2-core machine).
 
 Step time is the median of `--steps` steps after one warm-up step (which
 compiles). The step is the model's forward pass, a mean-square loss
