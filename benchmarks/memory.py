@@ -19,12 +19,15 @@ Peak memory, per backend:
 - TensorFlow: as torch on a CPU (the first step also traces and
   compiles, in both rows).
 
-On JAX on a CPU the two peaks come out equal: the compiled remat step
-does recompute every block (more matmuls, a slower step), but XLA:CPU
-ignores the optimization barriers that keep the recomputation in the
-backward pass (see `keras_vl.distribute.compiler`), schedules it early
-and so keeps as many activations alive. Accelerators honour the
-barriers.
+On JAX on a CPU, `remat` goes through `keras_vl.distribute.remat`
+rather than `jax.checkpoint`: XLA:CPU ignores the optimization barriers
+with which `jax.checkpoint` keeps the recomputation in the backward pass,
+schedules it early and so keeps as many activations alive (the same peak
+as `plain`). Starting each block's recomputation from inputs tied to its
+output gradient makes it wait (see `keras_vl.distribute.compiler`). At
+the default ViT-B/16, batch 4, the temporary memory drops from 1,056 MiB
+to 150 MiB (0.14x), and the step takes about as long (1.03x to 1.07x
+on a busy 2-core machine).
 
 Step time is the median of `--steps` steps after one warm-up step (which
 compiles). The step is the model's forward pass, a mean-square loss

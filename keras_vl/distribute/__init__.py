@@ -13,7 +13,7 @@ Those last five are internal helpers, imported from their modules rather
 than exported here.
 """
 
-from keras_vl.distribute.compiler import materialize_gradient
+from keras_vl.distribute.compiler import materialize_gradient, remat
 from keras_vl.distribute.replica import (
     all_gather,
     batch_for_replicas,
@@ -31,6 +31,7 @@ __all__ = [
     "local_batch_offset",
     "materialize_gradient",
     "num_replicas_in_sync",
+    "remat",
     "replica_id",
     "with_train_log",
 ]

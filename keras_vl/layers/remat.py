@@ -7,15 +7,19 @@ from keras import ops
 # float32 variable read as bfloat16 would reach the layer rounded.
 from keras.src.backend import AutocastScope
 
+from keras_vl.distribute.compiler import remat
+
 
 def rematerialized_call(layer: keras.Layer, *args, **kwargs):
     """Calls `layer(*args, **kwargs)`, keeping none of its activations.
 
-    The call runs under `keras.remat` (`jax.checkpoint`,
-    `tf.recompute_grad` or torch's non-reentrant checkpoint): the backward
-    pass runs the layer again instead of reading stored intermediates, so
-    only the layer's inputs stay in memory between the forward and the
-    backward pass. Outputs and gradients are those of the plain call.
+    The call runs under `keras_vl.distribute.remat` (`keras.remat`:
+    `jax.checkpoint`, `tf.recompute_grad` or torch's non-reentrant
+    checkpoint; on JAX on CPU a custom VJP that XLA:CPU cannot reorder):
+    the backward pass runs the layer again instead of reading stored
+    intermediates, so only the layer's inputs stay in memory between the
+    forward and the backward pass. Outputs and gradients are those of the
+    plain call.
 
     The layer runs as a pure function of its variables and floating-point
     inputs, so that the recomputation sees the same state as the first run:
@@ -101,7 +105,7 @@ def rematerialized_call(layer: keras.Layer, *args, **kwargs):
             losses,
         )
 
-    outputs, updates, losses = keras.remat(pure)(*inputs)
+    outputs, updates, losses = remat(pure)(*inputs)
     for variable, value in zip(
         _pick(variables, structure["updated"]), updates, strict=True
     ):

@@ -30,7 +30,8 @@ def test_quick_memory_benchmark(tmp_path, monkeypatch, capsys):
         assert result[row]["step_s"] > 0
         assert result[row]["peak_bytes"] >= 0
     if keras.backend.backend() == "jax":
-        # XLA's own figure. (Equal peaks on a CPU: see the script's notes.)
-        assert result["remat"]["peak_bytes"] > 0
+        # XLA's own figure, exact: remat keeps fewer activations.
+        assert 0 < result["remat"]["peak_bytes"]
+        assert result["remat"]["peak_bytes"] < result["plain"]["peak_bytes"]
     printed = capsys.readouterr().out
     assert "remat / plain" in printed and "peak memory" in printed

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import backend, to_numpy
 
-from keras_vl.distribute import materialize_gradient
+from keras_vl.distribute import materialize_gradient, remat
 from keras_vl.layers import TransformerEncoderBlock
 from keras_vl.layers import transformer_encoder_block as transformer_module
 
@@ -103,3 +103,130 @@ def test_encoder_gradient_fusions_stay_bounded_in_depth(monkeypatch):
     # fails, XLA has stopped doing that and the hint may be unnecessary.)
     monkeypatch.setattr(transformer_module, "materialize_gradient", lambda x: x)
     assert _largest_backward_fusion(6) > 2 * _largest_backward_fusion(2)
+
+
+def _block(x, w):
+    """A residual tanh MLP; its activations are what remat drops."""
+    h = keras.ops.tanh(keras.ops.matmul(x, w))
+    return x + keras.ops.tanh(keras.ops.matmul(h, keras.ops.transpose(w)))
+
+
+def test_remat_keeps_values_and_gradients():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 4)).astype("float32")
+    w = rng.normal(size=(4, 6)).astype("float32")
+    weights = rng.normal(size=(3, 4)).astype("float32")
+
+    def loss(through):
+        def f(v):
+            w_ = keras.ops.convert_to_tensor(w)
+            # A mask from the closure, as a block's padding mask would be.
+            mask = keras.ops.cast(keras.ops.arange(4) < 3, "float32")
+            out = through(lambda a, b: _block(a * mask, b))(v, w_)
+            return keras.ops.sum(out * keras.ops.convert_to_tensor(weights))
+
+        return f
+
+    value, grad = _value_and_gradient(loss(remat), x)
+    expected_value, expected_grad = _value_and_gradient(loss(lambda f: f), x)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-6)
+    assert np.abs(expected_grad).max() > 1e-2
+
+
+def test_remat_refuses_what_is_not_callable():
+    with pytest.raises(TypeError, match="`function` must be callable"):
+        remat("block")
+
+
+def _jax_gradients(wrap, x, w):
+    """Under `jit`: the gradients with respect to `x`, `w` and a scale
+    that the wrapped function closes over, of a function with nested,
+    integer and stopped outputs."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(x, w, scale):
+        def block(x, w):
+            h = jnp.tanh((x * scale) @ w.astype(x.dtype))
+            return {
+                "y": (h @ w.T.astype(x.dtype),),
+                "ids": jnp.argmax(h, -1),
+                "stat": jax.lax.stop_gradient(jnp.mean(h)),
+            }
+
+        out = wrap(block)(x, w)
+        y = out["y"][0].astype("float32")
+        return jnp.sum(y**2) + out["stat"], out["ids"]
+
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))
+    return grad(x, w, np.float32(0.7))
+
+
+@pytest.mark.skipif(backend() != "jax", reason="JAX's own remat on CPU")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_jax_cpu_remat_gradients_with_closure_and_integer_outputs(dtype):
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(5, 4)), dtype)
+    w = jnp.asarray(rng.normal(size=(4, 3)), "float32")
+    grads, ids = _jax_gradients(remat, x, w)
+    expected_grads, expected_ids = _jax_gradients(lambda f: f, x, w)
+    np.testing.assert_array_equal(ids, expected_ids)
+    # Mixed precision: each gradient keeps its input's dtype.
+    assert [g.dtype for g in grads] == [x.dtype, w.dtype, jnp.float32]
+    tolerance = 1e-6 if dtype == "float32" else 2e-2
+    for g, e in zip(grads, expected_grads, strict=True):
+        g, e = np.asarray(g, "float32"), np.asarray(e, "float32")
+        assert np.abs(e).max() > 1e-2
+        np.testing.assert_allclose(g, e, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.skipif(backend() != "jax", reason="JAX's own remat on CPU")
+def test_jax_cpu_remat_passes_nan_gradients():
+    import jax
+
+    x = np.ones((2, 4), "float32")
+    w = np.full((4, 3), 0.5, "float32")
+    weights = np.ones((2, 4), "float32")
+    weights[0, 0] = np.nan  # The gradient that remat's `cond` reads.
+
+    def loss(wrap):
+        return lambda x: keras.ops.sum(wrap(_block)(x, w) * weights)
+
+    grad = jax.jit(jax.grad(loss(remat)))(x)
+    np.testing.assert_array_equal(grad, jax.grad(loss(lambda f: f))(x))
+    assert np.isnan(grad).any() and not np.isnan(grad).all()
+
+
+def _compiled_temp_bytes(wrap, depth: int) -> int:
+    """XLA's temporary memory for the gradient of `depth` blocks, each
+    run through `wrap`."""
+    import jax
+
+    def loss(ws, x):
+        for w in ws:
+            x = wrap(_block)(x, w)
+        return keras.ops.sum(x**2)
+
+    ws = [np.full((128, 512), 0.01, "float32") for _ in range(depth)]
+    x = np.ones((64, 128), "float32")
+    compiled = jax.jit(jax.grad(loss)).lower(ws, x).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.skipif(backend() != "jax", reason="XLA:CPU scheduling, JAX only")
+def test_jax_cpu_remat_memory_stays_flat_in_depth():
+    import jax
+
+    # One block's activations at a time: as deep, as much memory.
+    shallow, deep = (_compiled_temp_bytes(remat, d) for d in (2, 8))
+    assert deep < 1.1 * shallow
+    plain = _compiled_temp_bytes(lambda f: f, 8)
+    assert deep < 0.6 * plain
+
+    # `jax.checkpoint` saves nothing on XLA:CPU, which schedules the
+    # recomputation early. (If this fails, XLA has stopped doing that and
+    # `remat` may be `keras.remat` there too.)
+    assert _compiled_temp_bytes(jax.checkpoint, 8) > 0.9 * plain
