@@ -69,7 +69,7 @@ def _torch_all_finite(values: list) -> Any:
         if (v.is_floating_point() or v.is_complex()) and v.numel()
     ]
     if not values:
-        return torch.tensor(True)
+        return ops.array(True)
     with torch.no_grad():
         norms = torch.isfinite(torch.stack(torch._foreach_norm(values, 2)))
         finite = norms.all()
