@@ -15,11 +15,9 @@ after the other (`_micro_batched_forward`), trained by Keras' own step
 through all of them at once. Equality then shows that the recompute pass
 replays the randomness its cached embeddings saw.
 
-CI runs the LIMoE replay (sigmoid loss, so `t` and `b`), the one case
-that needs every part of the method, on every backend; the CLIPPO and LiT
-cases and LIMoE's averaged auxiliary losses compile two or three steps
-each, so CI runs them on PyTorch only and the slow tests on JAX and
-TensorFlow.
+CI runs every case on every backend, except CLIPPO split into 4
+micro-batches (one more compiled step per loss), which runs with the slow
+tests on JAX and TensorFlow.
 """
 
 import contextlib
@@ -216,15 +214,14 @@ def clippo(request):
     return model, initial, _one_step(model, initial, "clippo", 1)
 
 
-@HEAVY  # 3 compiled steps per loss (the renderer included).
-@pytest.mark.parametrize("steps", [2, 4])
+# 2 compiled steps per loss in CI (the renderer included), 3 with 4 steps.
+@pytest.mark.parametrize("steps", [2, pytest.param(4, marks=HEAVY)])
 def test_clippo_accumulation_equals_large_batch(clippo, steps):
     model, initial, reference = clippo
     accumulated = _one_step(model, initial, "clippo", steps)
     _assert_same_step(reference, accumulated, initial, model)
 
 
-@HEAVY  # 2 compiled steps, one of 4 micro-batches.
 def test_lit_accumulation_with_positives_equals_large_batch():
     """LiT (locked image tower), with a positives matrix as targets whose
     extra pairs cross the micro-batches."""
@@ -244,7 +241,6 @@ def test_lit_accumulation_with_positives_equals_large_batch():
             np.testing.assert_array_equal(after, before)
 
 
-@HEAVY  # 2 compiled steps; the replay below covers LIMoE.
 def test_limoe_averages_auxiliary_losses():
     """LIMoE's auxiliary losses (means over routing groups of one example
     each) averaged over the micro-batches: the whole batch's loss and

@@ -5,15 +5,12 @@ Each family's tiny model is built twice from the same weights, in float32
 and in mixed precision; the mixed one trains three compiled steps on one
 batch (one compile per family), and its first loss, taken before any
 update, must match the float32 model's within bfloat16's precision.
-CLIPPO runs in CI on every backend, and LiT, LIMoE and PaLI on TensorFlow
-and PyTorch; on JAX, where each compile pair takes up to a minute, those
-three run with the slow tests.
 """
 
 import keras
 import numpy as np
 import pytest
-from conftest import slow_on, to_numpy
+from conftest import to_numpy
 from model_contract import (
     random_images,
     tiny_limoe_kwargs,
@@ -114,8 +111,7 @@ def first_loss(model, x, y):
 
 @pytest.mark.parametrize(
     "family",
-    [clippo]
-    + [pytest.param(f, marks=slow_on("jax")) for f in (lit, limoe, pali)],
+    [clippo, lit, limoe, pali],
 )
 def test_trains_in_mixed_bfloat16(family):
     keras.utils.set_random_seed(0)

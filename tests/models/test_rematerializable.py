@@ -3,7 +3,7 @@ trips; composites set it on their parts."""
 
 import numpy as np
 import pytest
-from conftest import assert_close_gradients, sgd_step, slow_on
+from conftest import assert_close_gradients, sgd_step
 from model_contract import random_images, tiny_limoe_kwargs, tiny_vit_kwargs
 from pali.pali_fixtures import tiny_backbone, tiny_inputs
 
@@ -34,13 +34,6 @@ def assert_same_step(model, inputs, run=None):
     return plain
 
 
-# One compiled step with and without remat per model: cheap on PyTorch,
-# heavy on JAX and TensorFlow, where CI checks the same machinery on a small
-# encoder (tests/layers/test_remat.py) and these run with the slow tests.
-HEAVY = slow_on("jax", "tensorflow")
-
-
-@HEAVY
 def test_limoe_keeps_routing_noise_aux_losses_and_statistics():
     backbone = LIMoEBackbone(**tiny_limoe_kwargs(dropout_rate=0.1))
     token_ids = np.array([[1, 2, 3, 0], [4, 5, 0, 0]], "int32")
@@ -54,12 +47,10 @@ def test_limoe_keeps_routing_noise_aux_losses_and_statistics():
     assert any(s.dtype.kind == "f" for s in plain["state"])
 
 
-@HEAVY
 def test_pali_keeps_gradients_of_both_stacks():
     assert_same_step(tiny_backbone(), tiny_inputs())
 
 
-@HEAVY
 def test_clippo_keeps_gradients_of_its_shared_vit():
     backbone = ClippoBackbone.from_variant(
         "mu/16", image_size=32, out_dim=8, remat=True
