@@ -739,8 +739,9 @@ def _as_codepoint_tensor(x, xp=ops, name: str = "inputs"):
     try:
         dtype = keras.backend.standardize_dtype(x.dtype)
     except (AttributeError, ValueError):
+        expected = "strings or an integer" if name == "inputs" else "an integer"
         raise TypeError(
-            f"`{name}` must be strings or an integer code point tensor, got "
+            f"`{name}` must be {expected} code point tensor, got "
             f"{type(x).__name__}"
         ) from None
     if "int" not in dtype:
