@@ -7,9 +7,10 @@ training step (`keras_vl.distribute.steps`), and, for the library's own
 layers, tracing state (`keras_vl.distribute.tracing`), cached XLA programs
 (`keras_vl.distribute.xla_cache`), TensorFlow graph interop for `tf.data`
 (`keras_vl.distribute.tf_interop`), the gradients of an accumulated
-contrastive step (`keras_vl.distribute.accumulation`) and the JAX ring of
-the sigmoid loss (`keras_vl.distribute.ring`, used by `keras_vl.losses`).
-Those last five are internal helpers, imported from their modules rather
+contrastive step (`keras_vl.distribute.accumulation`), the JAX ring of
+the sigmoid loss (`keras_vl.distribute.ring`, used by `keras_vl.losses`)
+and compiled inference on one batch (`keras_vl.distribute.inference`).
+Those last six are internal helpers, imported from their modules rather
 than exported here.
 """
 

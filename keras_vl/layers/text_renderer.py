@@ -224,33 +224,35 @@ class TextRenderer(keras.layers.Layer):
     def _numpy_tables(self) -> dict[str, np.ndarray]:
         """The lookup tables the renderer gathers from (built once)."""
         if self._tables_np is None:
-            table = self.glyph_table
-            index = table.index
-            if self.font_size == GLYPH_SIZE:
-                first, last = table.first_ink, table.last_ink
-                # Glyph g's column c is entry g * 16 + c: a 16-bit word
-                # with bit r set where row r has ink.
-                pixels = table.column_words.reshape(-1)
-            else:
-                first, last, pixels = _resized_tables(
-                    table,
-                    self.font_size,
-                    self.text_brightness,
-                    self.background_brightness,
-                )
-            # byte_pixels[v, i]: the pixel value of bit i of byte v.
-            bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
-            byte_pixels = np.where(
-                bits > 0, self.text_brightness, self.background_brightness
-            ).astype(np.uint8)
-            self._tables_np = {
-                "byte_pixels": byte_pixels,
-                "index": index,
-                "first": np.asarray(first, np.int32),
-                "last": np.asarray(last, np.int32),
-                "pixels": pixels,
-            }
+            self._tables_np = self._lookup_tables(self.glyph_table)
         return self._tables_np
+
+    def _lookup_tables(self, table: GlyphTable) -> dict[str, np.ndarray]:
+        """The lookup tables of `table`'s glyphs, in numpy."""
+        if self.font_size == GLYPH_SIZE:
+            first, last = table.first_ink, table.last_ink
+            # Glyph g's column c is entry g * 16 + c: a 16-bit word
+            # with bit r set where row r has ink.
+            pixels = table.column_words.reshape(-1)
+        else:
+            first, last, pixels = _resized_tables(
+                table,
+                self.font_size,
+                self.text_brightness,
+                self.background_brightness,
+            )
+        # byte_pixels[v, i]: the pixel value of bit i of byte v.
+        bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+        byte_pixels = np.where(
+            bits > 0, self.text_brightness, self.background_brightness
+        ).astype(np.uint8)
+        return {
+            "byte_pixels": byte_pixels,
+            "index": table.index,
+            "first": np.asarray(first, np.int32),
+            "last": np.asarray(last, np.int32),
+            "pixels": pixels,
+        }
 
     def _tables(self) -> dict[str, Any]:
         """The lookup tables as backend tensors, converted once.
@@ -319,8 +321,7 @@ class TextRenderer(keras.layers.Layer):
         codepoints = _as_codepoint_tensor(codepoints)
         batch, length = ops.shape(codepoints)
         if isinstance(batch, int) and batch == 0:
-            size = self.image_size
-            return ops.zeros((0, size, size, 3), "uint8")
+            return self._no_images(ops)
         if isinstance(length, int) and length == 0:
             codepoints = ops.full((batch, 1), -1, "int32")
             length = 1
@@ -338,6 +339,47 @@ class TextRenderer(keras.layers.Layer):
                 codepoints, [[0, 0], [0, bucket - length]], constant_values=-1
             )
         return compiled(self._tables(), codepoints)
+
+    def render_numpy(self, codepoints) -> np.ndarray:
+        """Renders an integer code point array ``[B, L]`` (-1 = none) on
+        the host, in numpy.
+
+        The same images as `render_codepoints`, with nothing to compile:
+        the quicker way to render a few strings once, while a compiled
+        program pays off over many or large batches.
+
+        Returns:
+            uint8 numpy ``[B, image_size, image_size, 3]``.
+
+        Example:
+
+        ```python
+        renderer = TextRenderer(image_size=64)
+        images = renderer.render_numpy(renderer.codepoints(["a cat"]))
+        ```
+        """
+        if not isinstance(codepoints, np.ndarray) and hasattr(
+            codepoints, "dtype"
+        ):
+            codepoints = ops.convert_to_numpy(codepoints)
+        codepoints = _as_codepoint_tensor(codepoints, _NUMPY_OPS, "codepoints")
+        batch, length = codepoints.shape
+        if batch == 0:
+            return self._no_images(np)
+        if length == 0:
+            codepoints = np.full((batch, 1), -1, np.int32)
+        # Only the glyphs these strings use (lowercased ones too), rather
+        # than tables of the whole font, which take longer to build than a
+        # few strings take to render.
+        used = codepoints[codepoints >= 0]
+        if self.lower:
+            used = np.concatenate([used, used + 32])
+        tables = self._lookup_tables(self.glyph_table.subset(used))
+        return self._render(codepoints, tables, op_by_op=True, xp=_NUMPY_OPS)
+
+    def _no_images(self, xp) -> Any:
+        size = self.image_size
+        return xp.zeros((0, size, size, 3), "uint8")
 
     def _compiled_render(self):
         """`_render` compiled with XLA for eager calls, or None (torch).
@@ -371,113 +413,114 @@ class TextRenderer(keras.layers.Layer):
         )
         return {name: getattr(self, name) for name in names}
 
-    def _render(self, cps, tables=None, op_by_op=False):
+    def _render(self, cps, tables=None, op_by_op=False, xp=ops):
         # Reads only the attributes listed in `_settings` (and `_tables`
         # when `tables` is None): compiled programs run it on a namespace.
         # `op_by_op`: the ops run eagerly one at a time with no compiler
-        # to fuse them (torch), which changes the fastest pixel lookup.
+        # to fuse them (torch, numpy), which changes the fastest pixel
+        # lookup. `xp`: `keras.ops`, or `_NUMPY_OPS` to run on the host.
         tables = self._tables() if tables is None else tables
         size, cell = self.image_size, self.font_size
         num_lines = -(-size // cell)  # Lines that reach into the image.
         num_pixels = num_lines * size  # The image as one long row.
-        batch, length = ops.shape(cps)
+        batch, length = xp.shape(cps)
 
         # Which entries are characters; lowercase; look up glyphs.
-        valid = ops.greater_equal(cps, 0)
+        valid = xp.greater_equal(cps, 0)
         if self.max_chars:
-            rank = ops.cumsum(ops.cast(valid, "int32"), axis=1)
-            valid = ops.logical_and(valid, rank <= self.max_chars)
+            rank = xp.cumsum(xp.cast(valid, "int32"), axis=1)
+            valid = xp.logical_and(valid, rank <= self.max_chars)
         if self.lower:
-            is_upper = ops.logical_and(cps >= 65, cps <= 90)
-            cps = ops.where(is_upper, cps + 32, cps)
-        num_codepoints = ops.shape(tables["index"])[0]
-        glyph = ops.take(tables["index"], ops.clip(cps, 0, num_codepoints - 1))
-        in_table = ops.logical_and(valid, cps < num_codepoints)
-        glyph = ops.where(in_table, glyph, 0)
+            is_upper = xp.logical_and(cps >= 65, cps <= 90)
+            cps = xp.where(is_upper, cps + 32, cps)
+        num_codepoints = xp.shape(tables["index"])[0]
+        glyph = xp.take(tables["index"], xp.clip(cps, 0, num_codepoints - 1))
+        in_table = xp.logical_and(valid, cps < num_codepoints)
+        glyph = xp.where(in_table, glyph, 0)
 
         # Kept columns [a, a + w) of each glyph cell.
         if self.monospace:
-            start_col = ops.zeros_like(glyph)
-            width = ops.full_like(glyph, cell)
+            start_col = xp.zeros_like(glyph)
+            width = xp.full_like(glyph, cell)
         else:
-            first = ops.take(tables["first"], glyph)
-            last = ops.take(tables["last"], glyph)
-            start_col = ops.maximum(first - self.spacing, 0)
-            end_col = ops.maximum(
+            first = xp.take(tables["first"], glyph)
+            last = xp.take(tables["last"], glyph)
+            start_col = xp.maximum(first - self.spacing, 0)
+            end_col = xp.maximum(
                 last + self.spacing, start_col + self.min_width
             )
-            width = ops.maximum(ops.minimum(end_col, cell) - start_col, 0)
-        width = ops.where(valid, width, 0)  # Padding takes no room.
+            width = xp.maximum(xp.minimum(end_col, cell) - start_col, 0)
+        width = xp.where(valid, width, 0)  # Padding takes no room.
 
         # Line of each glyph: floor(c_k / (S - W)). Exact integer division
         # equals big_vision's float32 one for every glyph that can be seen
         # (c_k < 2**24).
-        max_width = ops.max(width, axis=1, keepdims=True)
-        cum = ops.cast(ops.cumsum(width, axis=1), "int32")
-        line = ops.floor_divide(cum, size - max_width)
+        max_width = xp.max(width, axis=1, keepdims=True)
+        cum = xp.cast(xp.cumsum(width, axis=1), "int32")
+        line = xp.floor_divide(cum, size - max_width)
         start = cum - width
 
         # base[j] = total width of the glyphs on lines < j, so a glyph's x
         # within its line is start - base[line].
-        line_ids = ops.arange(num_lines, dtype="int32")
-        before = ops.cast(line[:, :, None] < line_ids, "int32")
-        base = ops.sum(width[:, :, None] * before, axis=1)  # [B, lines]
+        line_ids = xp.arange(num_lines, dtype="int32")
+        before = xp.cast(line[:, :, None] < line_ids, "int32")
+        base = xp.sum(width[:, :, None] * before, axis=1)  # [B, lines]
         visible = line < num_lines
-        line_c = ops.minimum(line, num_lines - 1)
-        x = start - ops.take_along_axis(base, line_c, axis=1)
+        line_c = xp.minimum(line, num_lines - 1)
+        x = start - xp.take_along_axis(base, line_c, axis=1)
         pos = line_c * size + x  # First pixel of each glyph, [B, L].
 
         # Scatter every kept column of every visible glyph onto the image
         # seen as one row of num_lines * S pixel columns. Glyphs never
         # overlap, so targets are unique; everything else goes to a dump
         # slot after each string's row.
-        offset = ops.arange(cell, dtype="int32")
-        keep = ops.logical_and(visible[:, :, None], offset < width[:, :, None])
+        offset = xp.arange(cell, dtype="int32")
+        keep = xp.logical_and(visible[:, :, None], offset < width[:, :, None])
         column = (glyph * cell + start_col)[:, :, None] + offset
-        column = ops.where(keep, column, 0)  # Column 0 of glyph 0: blank.
-        target = ops.where(keep, pos[:, :, None] + offset, num_pixels)
-        row_start = ops.arange(batch, dtype="int32") * (num_pixels + 1)
-        target = ops.reshape(target + row_start[:, None, None], (-1, 1))
+        column = xp.where(keep, column, 0)  # Column 0 of glyph 0: blank.
+        target = xp.where(keep, pos[:, :, None] + offset, num_pixels)
+        row_start = xp.arange(batch, dtype="int32") * (num_pixels + 1)
+        target = xp.reshape(target + row_start[:, None, None], (-1, 1))
         if cell == GLYPH_SIZE:
             # Scatter the 16-bit column words themselves (bit r = row r).
-            column = ops.take(tables["pixels"], ops.reshape(column, (-1,)))
-        canvas = ops.scatter_update(
-            ops.zeros((batch * (num_pixels + 1),), "int32"),
+            column = xp.take(tables["pixels"], xp.reshape(column, (-1,)))
+        canvas = xp.scatter_update(
+            xp.zeros((batch * (num_pixels + 1),), "int32"),
             target,
-            ops.reshape(column, (-1,)),
+            xp.reshape(column, (-1,)),
         )
-        canvas = ops.reshape(canvas, (batch, num_pixels + 1))[:, :num_pixels]
+        canvas = xp.reshape(canvas, (batch, num_pixels + 1))[:, :num_pixels]
 
         if cell == GLYPH_SIZE and op_by_op:
             # Op by op, two lookups of 8 pixel values per byte of a column
             # word beat shifting its 16 bits out one at a time.
-            low = ops.take(tables["byte_pixels"], canvas & 0xFF, axis=0)
-            high = ops.take(tables["byte_pixels"], canvas >> 8, axis=0)
-            values = ops.concatenate([low, high], axis=-1)  # [B, P, 16]
-            values = ops.reshape(values, (batch, num_lines, size, cell))
-            values = ops.transpose(values, (0, 1, 3, 2))
-            image = ops.reshape(values, (batch, num_lines * cell, size))
+            low = xp.take(tables["byte_pixels"], canvas & 0xFF, axis=0)
+            high = xp.take(tables["byte_pixels"], canvas >> 8, axis=0)
+            values = xp.concatenate([low, high], axis=-1)  # [B, P, 16]
+            values = xp.reshape(values, (batch, num_lines, size, cell))
+            values = xp.transpose(values, (0, 1, 3, 2))
+            image = xp.reshape(values, (batch, num_lines * cell, size))
             image = image[:, :size]
         elif cell == GLYPH_SIZE:
-            words = ops.reshape(canvas, (batch, num_lines, 1, size))
-            rows = ops.arange(GLYPH_SIZE, dtype="int32")[:, None]
-            ink = ops.bitwise_and(ops.right_shift(words, rows), 1)
-            ink = ops.reshape(ink, (batch, num_lines * cell, size))
-            image = ops.where(
+            words = xp.reshape(canvas, (batch, num_lines, 1, size))
+            rows = xp.arange(GLYPH_SIZE, dtype="int32")[:, None]
+            ink = xp.bitwise_and(xp.right_shift(words, rows), 1)
+            ink = xp.reshape(ink, (batch, num_lines * cell, size))
+            image = xp.where(
                 ink[:, :size] > 0,
-                ops.convert_to_tensor(self.text_brightness, "uint8"),
-                ops.convert_to_tensor(self.background_brightness, "uint8"),
+                xp.convert_to_tensor(self.text_brightness, "uint8"),
+                xp.convert_to_tensor(self.background_brightness, "uint8"),
             )
         else:
             # Canvas holds table columns; fetch their (resized) pixels.
-            values = ops.take(tables["pixels"], canvas, axis=0)  # [B, P, F]
-            values = ops.reshape(values, (batch, num_lines, size, cell))
-            values = ops.transpose(values, (0, 1, 3, 2))
-            image = ops.reshape(values, (batch, num_lines * cell, size))
+            values = xp.take(tables["pixels"], canvas, axis=0)  # [B, P, F]
+            values = xp.reshape(values, (batch, num_lines, size, cell))
+            values = xp.transpose(values, (0, 1, 3, 2))
+            image = xp.reshape(values, (batch, num_lines * cell, size))
             image = image[:, :size]
         # Stacking planes then transposing is far faster under XLA than
         # repeating along a new last axis of size 3.
-        return ops.transpose(ops.stack([image] * 3, axis=1), (0, 2, 3, 1))
+        return xp.transpose(xp.stack([image] * 3, axis=1), (0, 2, 3, 1))
 
     def _call_tf_strings(self, inputs):
         rank = inputs.shape.rank
@@ -690,29 +733,77 @@ def _encode(strings: Sequence[str | bytes], max_chars: int, lower: bool):
     return out
 
 
-def _as_codepoint_tensor(x):
+def _as_codepoint_tensor(x, xp=ops, name: str = "inputs"):
+    """`x` checked and as int32 code points: a backend tensor, or a numpy
+    array for `xp=_NUMPY_OPS`. Errors name the argument `name`."""
     try:
         dtype = keras.backend.standardize_dtype(x.dtype)
     except (AttributeError, ValueError):
+        expected = "strings or an integer" if name == "inputs" else "an integer"
         raise TypeError(
-            "`inputs` must be strings or an integer code point tensor, got "
+            f"`{name}` must be {expected} code point tensor, got "
             f"{type(x).__name__}"
         ) from None
     if "int" not in dtype:
         raise TypeError(
-            f"`inputs` code points must be an integer tensor, got dtype {dtype}"
+            f"`{name}` code points must be an integer tensor, got dtype {dtype}"
         )
     if len(x.shape) != 2:
         raise ValueError(
-            "`inputs` code points must have rank 2 ([batch, length]), got "
+            f"`{name}` code points must have rank 2 ([batch, length]), got "
             f"shape {tuple(x.shape)}"
         )
-    x = ops.convert_to_tensor(x)
+    x = xp.convert_to_tensor(x)
     if dtype != "int32":
         if dtype in ("int64", "uint32", "uint64"):
-            x = ops.clip(x, -1, 0x110000)
-        x = ops.cast(x, "int32")
+            x = xp.clip(x, -1, 0x110000)
+        x = xp.cast(x, "int32")
     return x
+
+
+def _numpy_scatter_update(inputs, indices, updates):
+    """`ops.scatter_update` in numpy: a copy of `inputs` with
+    `updates` written at `indices` `[N, rank]`."""
+    outputs = np.array(inputs)
+    outputs[tuple(np.moveaxis(indices, -1, 0))] = updates
+    return outputs
+
+
+# The `keras.ops` that `TextRenderer._render` uses, in numpy, for rendering
+# on the host. Integer ops only, so the images are the same bit for bit.
+_NUMPY_OPS = types.SimpleNamespace(
+    **{
+        name: getattr(np, name)
+        for name in (
+            "arange",
+            "bitwise_and",
+            "clip",
+            "concatenate",
+            "cumsum",
+            "floor_divide",
+            "full_like",
+            "greater_equal",
+            "logical_and",
+            "max",
+            "maximum",
+            "minimum",
+            "reshape",
+            "right_shift",
+            "shape",
+            "stack",
+            "sum",
+            "take",
+            "take_along_axis",
+            "transpose",
+            "where",
+            "zeros",
+            "zeros_like",
+        )
+    },
+    cast=lambda x, dtype: np.asarray(x).astype(dtype),
+    convert_to_tensor=np.asarray,
+    scatter_update=_numpy_scatter_update,
+)
 
 
 def _area_weights(size: int) -> list[list[tuple[int, np.float32]]]:

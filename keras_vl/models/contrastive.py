@@ -10,6 +10,7 @@ from keras import ops
 from keras_hub.models import Task
 
 from keras_vl import distribute
+from keras_vl.distribute.inference import batch_predictor
 from keras_vl.losses import (
     check_exchange,
     contrastive_logits,
@@ -698,8 +699,8 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
 
     def _compiled_encoder(self, embed, batch) -> np.ndarray:
         """`embed(batch)` through one compiled function per input signature:
-        a functional model over `embed` sharing this model's layers, so it
-        always sees the current weights."""
+        a functional model over `embed` sharing this model's layers, run by
+        a `batch_predictor`, so it always sees the current weights."""
         arrays = batch if isinstance(batch, dict) else {None: batch}
         signature = tuple(
             (name, x.shape[1:], x.dtype.name) for name, x in arrays.items()
@@ -711,8 +712,10 @@ class ContrastiveModel(ContrastiveTraining, FinitePresets, Task):
                 for name, x in arrays.items()
             }
             inputs = symbols if None not in symbols else symbols[None]
-            self._helper_models[key] = keras.Model(inputs, embed(inputs))
-        return self._helper_models[key].predict_on_batch(batch)
+            self._helper_models[key] = batch_predictor(
+                keras.Model(inputs, embed(inputs))
+            )
+        return self._helper_models[key](batch)
 
 
 def _bucket_size(rows: int, batch_size: int) -> int:

@@ -201,6 +201,36 @@ class GlyphTable:
             source=source,
         )
 
+    def subset(self, codepoints: Iterable[int] | np.ndarray) -> GlyphTable:
+        """The glyphs of `codepoints` alone as a new table (code points
+        without a glyph, repeats and negatives are ignored).
+
+        A renderer that needs a few glyphs derives its lookup tables from
+        such a table instead of from the whole font.
+
+        Example:
+
+        ```python
+        small = GlyphTable.default().subset([ord(c) for c in "a cat"])
+        small.num_glyphs  # 3
+        ```
+        """
+        wanted = np.unique(np.asarray(codepoints, np.int64).reshape(-1))
+        position = np.searchsorted(self._codepoints, wanted)
+        position = np.minimum(position, max(self.num_glyphs - 1, 0))
+        found = (
+            self._codepoints[position] == wanted
+            if self.num_glyphs
+            else np.zeros(len(wanted), bool)
+        )
+        rows = np.concatenate([self._rows[:1], self._rows[position[found] + 1]])
+        return GlyphTable(
+            wanted[found],
+            rows,
+            license=self.license,
+            source=f"{self.source}; {int(found.sum())} glyphs",
+        )
+
     def save(self, path: PathLike) -> None:
         """Writes the table as a compressed `.npz` file.
 

@@ -139,6 +139,37 @@ def test_compiled_path_matches_fixtures(name):
     np.testing.assert_array_equal(to_numpy(images)[..., 0], expected)
 
 
+@pytest.mark.parametrize("name", CONFIGS)
+def test_host_path_matches_fixtures(name):
+    kwargs, strings, expected = fixture_case(name)
+    renderer = renderer_for(**kwargs)
+    images = renderer.render_numpy(renderer.codepoints(strings))
+    assert isinstance(images, np.ndarray) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[..., 0], expected)
+    np.testing.assert_array_equal(images[..., 2], expected)
+
+
+def test_host_path_takes_tensors_and_raw_codepoints():
+    renderer = renderer_for(image_size=64)
+    texts = ["Hello", "", "🐶 é"]
+    expected = to_numpy(renderer(texts))
+    # Raw code points: not lowercased, int64, -1 holes, a backend tensor.
+    raw = np.full((3, 8), -1, np.int64)
+    for i, text in enumerate(texts):
+        raw[i, 1 : 1 + len(text)] = [ord(c) for c in text]
+    np.testing.assert_array_equal(renderer.render_numpy(raw), expected)
+    tensor = keras.ops.convert_to_tensor(raw.astype(np.int32))
+    np.testing.assert_array_equal(renderer.render_numpy(tensor), expected)
+    assert renderer.render_numpy(np.zeros((0, 4), np.int32)).shape == (
+        0,
+        64,
+        64,
+        3,
+    )
+    blank = renderer.render_numpy(np.zeros((2, 0), np.int32))
+    assert blank.shape == (2, 64, 64, 3) and (blank == 127).all()
+
+
 def test_codepoint_tensor_matches_strings():
     kwargs, strings, expected = fixture_case("a_default_224")
     renderer = renderer_for(**kwargs)
@@ -345,12 +376,15 @@ def test_other_configs_match_reference(config):
     ]
     renderer = renderer_for(**config)
     images = to_numpy(renderer(texts))
+    host = renderer.render_numpy(renderer.codepoints(texts))
     table = GlyphTable.default()
     for i, text in enumerate(texts):
+        expected = reference_render(text, table, **config)
         np.testing.assert_array_equal(
-            images[i, ..., 0],
-            reference_render(text, table, **config),
-            err_msg=repr(text),
+            images[i, ..., 0], expected, err_msg=repr(text)
+        )
+        np.testing.assert_array_equal(
+            host[i, ..., 0], expected, err_msg=f"host: {text!r}"
         )
 
 
@@ -389,6 +423,8 @@ def check_random_batch(batch):
     assert images.shape == (len(batch), 64, 64, 3)
     assert images.dtype == np.uint8
     assert set(np.unique(images)) <= {0, 127}
+    host = renderer.render_numpy(renderer.codepoints(batch))
+    np.testing.assert_array_equal(host, images)
     table = GlyphTable.default()
     for i in range(0, len(batch), 6):  # Spot-check against the transcription.
         np.testing.assert_array_equal(
@@ -569,6 +605,19 @@ def test_bad_inputs(inputs, error):
     renderer = renderer_for(image_size=64)
     with pytest.raises(error, match="inputs"):
         renderer(inputs)
+
+
+@pytest.mark.parametrize(
+    "codepoints, error",
+    [
+        (np.zeros((2, 3), np.float32), TypeError),
+        (np.zeros((3,), np.int32), ValueError),
+        (["a"], TypeError),
+    ],
+)
+def test_bad_host_codepoints(codepoints, error):
+    with pytest.raises(error, match="`codepoints`"):
+        renderer_for(image_size=64).render_numpy(codepoints)
 
 
 def test_bad_backend_tensors():

@@ -27,6 +27,7 @@ from keras_vl.models import (
     TextTransformer,
     ViTBackbone,
 )
+from keras_vl.models.clippo.clippo import HOST_RENDER_ROWS
 from keras_vl.models.limoe.limoe_backbone import LIMoEBackbone
 from keras_vl.models.limoe.limoe_preprocessor import LIMoEPreprocessor
 
@@ -216,6 +217,26 @@ def test_rendered_texts_are_encoded_from_raw_pixels():
     )
     with pytest.raises(ValueError, match="`images`"):
         model.encode_rendered_texts(rendered, preprocessed=True)
+
+
+def test_few_texts_render_on_the_host(monkeypatch):
+    """CLIPPO renders up to `HOST_RENDER_ROWS` texts in numpy and more with
+    the renderer's compiled program; the embeddings agree."""
+    model = clippo()
+    hosted = []
+    render_numpy = TextRenderer.render_numpy
+
+    def counted(self, codepoints):
+        hosted.append(len(codepoints))
+        return render_numpy(self, codepoints)
+
+    monkeypatch.setattr(TextRenderer, "render_numpy", counted)
+    texts = (TEXTS * 4)[: HOST_RENDER_ROWS + 1]
+    many = model.encode_texts(texts, batch_size=2 * HOST_RENDER_ROWS)
+    assert hosted == []
+    few = model.encode_texts(texts[:5])
+    assert hosted == [8]  # Padded to the batch bucket.
+    np.testing.assert_allclose(few, many[:5], atol=1e-6)
 
 
 def test_one_trace_per_batch_bucket(monkeypatch):

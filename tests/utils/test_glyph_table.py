@@ -105,6 +105,22 @@ def test_up_to_and_from_glyphs():
         table.up_to("0xFFFF")
 
 
+def test_subset():
+    table = GlyphTable.default()
+    wanted = [ord("b"), ord("a"), ord("a"), 0x1F600, -1, 0xD800, 2**40]
+    small = table.subset(np.asarray(wanted))
+    assert small.codepoints.tolist() == [ord("a"), ord("b"), 0x1F600]
+    for codepoint in (ord("a"), ord("b"), 0x1F600):
+        np.testing.assert_array_equal(
+            small.bitmap(codepoint), table.bitmap(codepoint)
+        )
+    assert not small.bitmap(ord("c")).any()
+    assert small.license == table.license
+    assert table.subset([]).num_glyphs == 0
+    empty = table.up_to(0x20).up_to(-1)
+    assert empty.subset([ord("a")]).num_glyphs == 0
+
+
 def test_unknown_codepoints_are_blank():
     table = GlyphTable.default()
     unknown = [-5, -1, 0xD800, 0xDFFF, 0xE000, 0xFFFF, 0x10FFFF, 2**40]

@@ -1,0 +1,67 @@
+"""Inference on one batch through a compiled program that is quick to make.
+
+`keras.Model.predict_on_batch` traces Keras' whole predict step on JAX: the
+trainer's state handling around the model's call, and after every call it
+writes each variable back. On a first call at a new shape that tracing is
+a good part of the time. `batch_predictor` returns a function that runs
+the model's own `stateless_call` under `jax.jit` instead, with the
+variables' current values as arguments, so it always sees the current
+weights and traces no more than the model. Elsewhere, and under a
+`keras.distribution` (whose input sharding the trainer handles), it is
+`predict_on_batch`.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = ["batch_predictor"]
+
+
+def batch_predictor(model: keras.Model) -> Callable[[Any], Any]:
+    """Returns `predict(batch)`: `model(batch)` compiled, as numpy.
+
+    On JAX without a `keras.distribution`, one `jax.jit` of
+    `model.stateless_call` (a trace and a compilation per input shape);
+    otherwise `model.predict_on_batch`. Both run in inference mode and give
+    the same numbers.
+
+    Args:
+        model: A built Keras model.
+
+    Returns:
+        A function of one batch of inputs (as the model takes them) that
+        returns the model's outputs as numpy arrays.
+
+    Example:
+
+    ```python
+    from keras_vl.distribute.inference import batch_predictor
+
+    predict = batch_predictor(model)
+    outputs = predict(np.zeros((8, 32, 32, 3), "float32"))
+    ```
+    """
+    if keras.backend.backend() != "jax" or keras.distribution.distribution():
+        return model.predict_on_batch
+    import jax
+
+    def call(trainable, non_trainable, batch):
+        outputs, _ = model.stateless_call(
+            trainable, non_trainable, batch, training=False
+        )
+        return outputs
+
+    compiled = jax.jit(call)
+
+    def predict(batch):
+        outputs = compiled(
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            batch,
+        )
+        return keras.tree.map_structure(np.asarray, outputs)
+
+    return predict
