@@ -63,21 +63,13 @@ def materialize_gradient(x: Any) -> Any:
 def _jax_identity_with_stored_gradient():
     import jax
 
-    def stored(g):
-        if g.size == 0:
-            return g
-        first = g[(0,) * g.ndim]
-        # Both branches return `g` unchanged; the second only runs when
-        # `first` is NaN. XLA cannot know which runs, so it must store `g`.
-        # (`* 1.0` because JAX drops a `cond` whose branches both pass their
-        # input straight through.)
-        return jax.lax.cond(first == first, lambda v: v, lambda v: v * 1.0, g)
-
     @jax.custom_vjp
     def identity(x):
         return x
 
-    identity.defvjp(lambda x: (x, None), lambda _, g: (stored(g),))
+    # `g` through a `cond` on itself: XLA cannot know which branch runs, so
+    # it must compute `g` once and store it.
+    identity.defvjp(lambda x: (x, None), lambda _, g: (_after(g, g),))
     return identity
 
 
@@ -160,8 +152,9 @@ class _WeakCall:
 
 
 def _after(cotangent, values):
-    """`values`, through a `cond` on `cotangent`: what is computed from the
-    result cannot start before `cotangent` is known."""
+    """`values`, through a `cond` on `cotangent`: XLA fuses nothing across
+    it, and what is computed from the result cannot start before
+    `cotangent` is known."""
     import jax
     import jax.numpy as jnp
 
