@@ -155,7 +155,7 @@ def run_on_jax_host_devices(
     )
     flags = os.environ.get("XLA_FLAGS", "")
     flags += f" --xla_force_host_platform_device_count={devices}"
-    if fast_compile:
+    if fast_compile and FAST_COMPILE_XLA_FLAGS not in flags:
         flags += " " + FAST_COMPILE_XLA_FLAGS
     env = {
         **os.environ,
