@@ -77,3 +77,29 @@ def test_one_trace_per_shape(model):
         assert 1 <= calls <= 2
     else:  # Eager: every call runs the layer.
         assert calls == 4
+
+
+@pytest.mark.skipif(backend() != "jax", reason="XLA compile settings")
+def test_small_batches_compile_quickly_with_the_same_numbers(
+    model, monkeypatch
+):
+    import jax
+
+    from keras_vl.distribute import inference
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("Quick compile settings are for CPUs only.")
+    rows = inference.QUICK_COMPILE_ROWS
+    full_batch = batch(2 * rows)
+    small_batch = {name: x[:rows] for name, x in full_batch.items()}
+    predict = batch_predictor(model)
+    np.testing.assert_allclose(
+        predict(small_batch)["z"], predict(full_batch)["z"][:rows], atol=1e-6
+    )
+    # Which program compiles which batch: an unknown setting fails the
+    # quick compile only.
+    monkeypatch.setattr(inference, "_QUICK_COMPILE", {"xla_no_such": True})
+    predict = batch_predictor(model)
+    predict(batch(rows + 1))
+    with pytest.raises(Exception, match="xla_no_such"):
+        predict(batch(rows - 1))
