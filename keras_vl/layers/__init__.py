@@ -1,5 +1,6 @@
 """Reusable Keras layers. Layers know nothing of models."""
 
+from keras_vl.layers.layer_norm import LayerNorm
 from keras_vl.layers.map_head import MAPHead
 from keras_vl.layers.mlp_block import MlpBlock
 from keras_vl.layers.moe_router import MoeRouter
@@ -21,6 +22,7 @@ from keras_vl.layers.transformer_encoder_block import TransformerEncoderBlock
 
 __all__ = [
     "ENCODER_SIZES",
+    "LayerNorm",
     "MAPHead",
     "MlpBlock",
     "MoeRouter",

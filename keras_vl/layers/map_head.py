@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_vl.layers.layer_norm import LayerNorm
 from keras_vl.layers.mlp_block import MlpBlock
 
 
@@ -44,7 +45,7 @@ class MAPHead(keras.layers.Layer):
         self.num_heads = int(num_heads)
         self.mlp_dim = int(mlp_dim)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.norm = keras.layers.LayerNormalization(
+        self.norm = LayerNorm(
             epsilon=self.layer_norm_epsilon,
             dtype=self.dtype_policy,
             name="LayerNorm_0",

@@ -5,6 +5,7 @@ from collections.abc import Callable
 
 import keras
 
+from keras_vl.layers.layer_norm import LayerNorm
 from keras_vl.layers.remat import block_caller
 from keras_vl.layers.transformer_encoder_block import TransformerEncoderBlock
 
@@ -166,7 +167,7 @@ class TransformerEncoder(keras.layers.Layer):
             )
             for i in range(depth)
         ]
-        self.norm = keras.layers.LayerNormalization(
+        self.norm = LayerNorm(
             epsilon=self.layer_norm_epsilon,
             dtype=self.dtype_policy,
             name="encoder_norm",

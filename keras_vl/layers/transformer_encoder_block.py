@@ -5,6 +5,7 @@ import inspect
 import keras
 
 from keras_vl.distribute.compiler import materialize_gradient
+from keras_vl.layers.layer_norm import LayerNorm
 from keras_vl.layers.mlp_block import MlpBlock
 
 
@@ -68,7 +69,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         )
 
     def _layer_norm(self, name):
-        return keras.layers.LayerNormalization(
+        return LayerNorm(
             epsilon=self.layer_norm_epsilon, dtype=self.dtype_policy, name=name
         )
 

@@ -5,6 +5,6 @@ keras_vl layer or model.
 """
 
 from keras_vl.ops.checks import pair
-from keras_vl.ops.numerics import l2_normalize
+from keras_vl.ops.numerics import l2_normalize, layer_norm
 
-__all__ = ["l2_normalize", "pair"]
+__all__ = ["l2_normalize", "layer_norm", "pair"]
