@@ -105,3 +105,21 @@ def test_small_batches_compile_quickly_with_the_same_numbers(
         with pytest.raises(Exception, match="xla_no_such"):
             predict(batch(rows - 1))
     predict(batch(rows - 1))  # Used often: the optimised program.
+
+
+@pytest.mark.skipif(backend() != "jax", reason="keras.distribution is JAX's")
+def test_a_distribution_set_later_takes_over(model, monkeypatch):
+    predict = batch_predictor(model)
+    inputs = batch(4)
+    expected = predict(inputs)["z"]
+    seen = []
+
+    def predict_on_batch(batch):
+        seen.append(batch)
+        return {"z": np.zeros_like(expected)}
+
+    monkeypatch.setattr(model, "predict_on_batch", predict_on_batch)
+    with keras.distribution.DataParallel().scope():
+        assert not predict(inputs)["z"].any()  # Keras' distributed path.
+    assert len(seen) == 1
+    np.testing.assert_array_equal(predict(inputs)["z"], expected)
