@@ -33,7 +33,7 @@ def l2_normalize(x, epsilon: float = 1e-8):
 
 
 def layer_norm(x, gamma, beta, epsilon: float):
-    """Layer normalisation over the last axis, with a one-pass backward.
+    """Layer normalisation over the last axis, with a written-out gradient.
 
     `(x - mean) / sqrt(var + epsilon) * gamma + beta`, computed in float32
     and returned in the dtype of `x`. The variance is `E[x^2] - E[x]^2`
