@@ -79,32 +79,44 @@ def test_one_trace_per_shape(model):
         assert calls == 4
 
 
+@pytest.fixture
+def compiles(monkeypatch):
+    """The `compiler_options` of every XLA compilation, in order."""
+    import jax
+
+    seen = []
+    compile_lowered = jax.stages.Lowered.compile
+
+    def spy(self, compiler_options=None, **kwargs):
+        seen.append(compiler_options)
+        return compile_lowered(
+            self, compiler_options=compiler_options, **kwargs
+        )
+
+    monkeypatch.setattr(jax.stages.Lowered, "compile", spy)
+    return seen
+
+
 @pytest.mark.skipif(backend() != "jax", reason="XLA compile settings")
-def test_small_batches_compile_quickly_with_the_same_numbers(
-    model, monkeypatch
-):
+def test_small_programs_compile_quickly_first(model, compiles, monkeypatch):
     import jax
 
     from keras_vl.distribute import inference
 
     if jax.default_backend() != "cpu":
         pytest.skip("Quick compile settings are for CPUs only.")
-    rows = inference.QUICK_COMPILE_ROWS
-    full_batch = batch(2 * rows)
-    small_batch = {name: x[:rows] for name, x in full_batch.items()}
     predict = batch_predictor(model)
-    np.testing.assert_allclose(
-        predict(small_batch)["z"], predict(full_batch)["z"][:rows], atol=1e-6
-    )
-    # Which program runs which call: an unknown setting fails the quick
-    # compile only, which small batches use for their first few calls.
-    monkeypatch.setattr(inference, "_QUICK_COMPILE", {"xla_no_such": True})
+    quick = [predict(batch(4, seed))["z"] for seed in range(3)]
+    # Quick twice, then the full compile for a shape used often.
+    assert compiles == [inference._QUICK_COMPILE, None]
+    assert inference.QUICK_CALLS == 2
+    # Above the FLOP bound, the full compile from the start.
+    monkeypatch.setattr(inference, "QUICK_COMPILE_FLOPS", 10.0)
     predict = batch_predictor(model)
-    predict(batch(rows + 1))
-    for _ in range(inference.QUICK_CALLS):
-        with pytest.raises(Exception, match="xla_no_such"):
-            predict(batch(rows - 1))
-    predict(batch(rows - 1))  # Used often: the optimised program.
+    full = [predict(batch(4, seed))["z"] for seed in range(3)]
+    assert compiles == [inference._QUICK_COMPILE, None, None]
+    for quick_outputs, full_outputs in zip(quick, full, strict=True):
+        np.testing.assert_allclose(quick_outputs, full_outputs, atol=1e-6)
 
 
 @pytest.mark.skipif(backend() != "jax", reason="keras.distribution is JAX's")
