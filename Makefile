@@ -29,7 +29,7 @@ demo: $(STAMP)
 # tests/run_backends.py; --sequential runs one after another).
 test: $(STAMP)
 	$(BIN)/python tests/run_backends.py --backends $(BACKENDS) \
-		--workers jax=2 tensorflow=2 -- -m "not slow" --durations=20 $(PYTEST_ARGS)
+		--workers jax=2 -- -m "not slow" --durations=20 $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python tests/run_backends.py --backends $(BACKENDS) \

@@ -2,10 +2,9 @@
 
 `make test` and `make test-slow` call this. A JAX run spends most of its
 time in single-threaded XLA compilation, so the TensorFlow and PyTorch
-runs fill the other cores meanwhile instead of waiting for it; the
-longest suites can also be split over pytest-xdist workers (`make test`
-splits JAX's and TensorFlow's, so no backend is left alone on one core at
-the end). Every output
+runs fill the other cores meanwhile instead of waiting for it; the JAX
+suite, the longest, can also be split over pytest-xdist workers
+(`--workers jax=2`). Every output
 line is prefixed with its backend; a summary with each backend's status
 and wall time comes last, and the exit status is non-zero when any backend
 failed.

@@ -1,6 +1,7 @@
 """`remat` on the backbones: same gradients, loss and state; config round
 trips; composites set it on their parts."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import assert_close_gradients, sgd_step
@@ -17,6 +18,11 @@ from keras_vl.models import (
 )
 
 
+@pytest.fixture(autouse=True)
+def same_weights_whatever_ran_before():
+    keras.utils.set_random_seed(0)
+
+
 def assert_same_step(model, inputs, run=None):
     """One SGD step of `run` (default `model`) with `model.remat` off and
     on."""
@@ -25,7 +31,9 @@ def assert_same_step(model, inputs, run=None):
     plain = sgd_step(run, inputs)
     model.remat = True
     remat = sgd_step(run, inputs)
-    np.testing.assert_allclose(remat["loss"], plain["loss"], rtol=1e-6)
+    # The loss is a float32 sum that TensorFlow's graph optimizer may fuse
+    # differently inside `recompute_grad`: rounding reaches a few 1e-6.
+    np.testing.assert_allclose(remat["loss"], plain["loss"], rtol=1e-5)
     assert max(np.abs(g).max() for g in plain["gradients"]) > 1e-3
     for a, b in zip(remat["gradients"], plain["gradients"], strict=True):
         assert_close_gradients(a, b)
